@@ -1,0 +1,151 @@
+"""2-D convolution (cross-correlation, like PyTorch) by im2col and one matrix product."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .._validation import (
+    IntPair,
+    check_floating,
+    check_ndim,
+    check_same_dtype,
+    namespace_of,
+    pair,
+)
+from ._windows import col2im, crop2d, im2col, output_size, pad2d
+
+Array = Any
+
+
+class Conv2dSaved(NamedTuple):
+    """What :func:`conv2d_backward` needs from the forward pass."""
+
+    cols: Array  # (C_in * kH * kW, N * out_h * out_w)
+    weight: Array
+    x_shape: tuple[int, ...]
+    stride: IntPair
+    padding: IntPair
+    has_bias: bool
+
+
+def check_conv2d_args(
+    x: Array, weight: Array, bias: Array | None, stride: Any, padding: Any
+) -> tuple[IntPair, IntPair]:
+    """Validate conv2d's arguments; return the (stride, padding) pairs."""
+    xp = namespace_of("conv2d", x=x, weight=weight, bias=bias)
+    check_ndim(x, "x", "conv2d", 4, "(N, C_in, H, W)")
+    check_ndim(weight, "weight", "conv2d", 4, "(C_out, C_in, kH, kW)")
+    check_floating(xp, x, "x", "conv2d")
+    check_same_dtype("conv2d", x=x, weight=weight, bias=bias)
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"conv2d: x has {x.shape[1]} channels (shape {tuple(x.shape)}) but weight expects "
+            f"C_in={weight.shape[1]} (shape {tuple(weight.shape)})"
+        )
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(
+            f"conv2d: bias must have shape ({weight.shape[0]},); got {tuple(bias.shape)}"
+        )
+    stride_hw = pair(stride, "stride", "conv2d", minimum=1)
+    padding_hw = pair(padding, "padding", "conv2d", minimum=0)
+    check_window_fits("conv2d", x.shape[-2:], tuple(weight.shape[-2:]), padding_hw)
+    return stride_hw, padding_hw
+
+
+def check_window_fits(func: str, hw: Any, kernel: Any, padding: IntPair) -> None:
+    """Raise if the kernel is larger than the padded input."""
+    padded = (hw[0] + 2 * padding[0], hw[1] + 2 * padding[1])
+    if kernel[0] > padded[0] or kernel[1] > padded[1]:
+        raise ValueError(
+            f"{func}: kernel size {tuple(kernel)} is larger than the padded input {padded} "
+            f"(input {tuple(hw)}, padding {padding})"
+        )
+
+
+def conv2d_forward(
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
+    *,
+    stride: int | IntPair = 1,
+    padding: int | IntPair = 0,
+) -> tuple[Array, Conv2dSaved]:
+    """:func:`conv2d` that also returns what its backward pass needs."""
+    stride_hw, padding_hw = check_conv2d_args(x, weight, bias, stride, padding)
+    xp = namespace_of("conv2d", x=x)
+    n, c_in, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
+    oh = output_size(h, kh, stride_hw[0], padding_hw[0])
+    ow = output_size(w, kw, stride_hw[1], padding_hw[1])
+    # Channels first, batch second: the columns of all N images form ONE matrix, so the
+    # whole layer is a single (C_out, C_in*kH*kW) @ (C_in*kH*kW, N*oh*ow) product.
+    x_cn = pad2d(xp.permute_dims(x, (1, 0, 2, 3)), padding_hw)
+    cols = im2col(x_cn, (kh, kw), stride_hw, (oh, ow), axis=1)  # (C_in, kH*kW, N, oh, ow)
+    cols = xp.reshape(cols, (c_in * kh * kw, n * oh * ow))
+    out = xp.reshape(weight, (c_out, c_in * kh * kw)) @ cols
+    if bias is not None:
+        out = out + bias[:, None]
+    out = xp.permute_dims(xp.reshape(out, (c_out, n, oh, ow)), (1, 0, 2, 3))
+    saved = Conv2dSaved(cols, weight, tuple(x.shape), stride_hw, padding_hw, bias is not None)
+    return out, saved
+
+
+def conv2d(
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
+    *,
+    stride: int | IntPair = 1,
+    padding: int | IntPair = 0,
+) -> Array:
+    """2-D cross-correlation of a batch of images with a bank of filters.
+
+    Parameters
+    ----------
+    x : array, shape (N, C_in, H, W)
+        Real floating input batch.
+    weight : array, shape (C_out, C_in, kH, kW)
+        Filters, in PyTorch's layout; same backend and dtype as ``x``.
+    bias : array, shape (C_out,), optional
+    stride, padding : int or (int, int)
+        Window step (>= 1) and zero padding on each side (>= 0).
+
+    Returns
+    -------
+    array, shape (N, C_out, out_h, out_w)
+        ``out_h = (H + 2*padding - kH) // stride + 1`` (likewise ``out_w``), same backend,
+        dtype and device as ``x``.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xpnet.functional import conv2d
+    >>> x = xp.ones((1, 1, 4, 4))
+    >>> conv2d(x, xp.ones((2, 1, 3, 3)), padding=1).shape
+    (1, 2, 4, 4)
+    """
+    return conv2d_forward(x, weight, bias, stride=stride, padding=padding)[0]
+
+
+def conv2d_backward(grad_out: Array, saved: Conv2dSaved) -> tuple[Array, Array, Array | None]:
+    """Gradients of :func:`conv2d` w.r.t. (x, weight, bias) given d(loss)/d(output)."""
+    xp = namespace_of("conv2d_backward", grad_out=grad_out, weight=saved.weight)
+    n, c_in, h, w = saved.x_shape
+    c_out, _, kh, kw = saved.weight.shape
+    oh, ow = grad_out.shape[-2:]
+    grad_2d = xp.reshape(xp.permute_dims(grad_out, (1, 0, 2, 3)), (c_out, n * oh * ow))
+    grad_weight = xp.reshape(grad_2d @ xp.matrix_transpose(saved.cols), saved.weight.shape)
+    grad_bias = xp.sum(grad_2d, axis=1) if saved.has_bias else None
+    weight_2d = xp.reshape(saved.weight, (c_out, c_in * kh * kw))
+    grad_cols = xp.reshape(xp.matrix_transpose(weight_2d) @ grad_2d, (c_in, kh * kw, n, oh, ow))
+    ph, pw = saved.padding
+    grad_x_cn = col2im(
+        lambda k: grad_cols[:, k, ...],
+        grad_out,
+        (c_in, n, h + 2 * ph, w + 2 * pw),
+        (kh, kw),
+        saved.stride,
+        (oh, ow),
+    )
+    grad_x = xp.permute_dims(crop2d(grad_x_cn, saved.padding), (1, 0, 2, 3))
+    return grad_x, grad_weight, grad_bias

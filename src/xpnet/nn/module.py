@@ -1,0 +1,140 @@
+"""``Parameter`` and ``Module``: the state around the stateless maths of ``xpnet.functional``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from array_api_compat import device
+
+from .._backend import asarray, backend_of, to_numpy
+
+Array = Any
+
+
+class Parameter:
+    """A trainable array and its gradient.
+
+    Attributes
+    ----------
+    data : array
+        The value, on the layer's backend.
+    grad : array or None
+        d(loss)/d(data) from the last ``backward``; ``None`` before one (or after
+        ``zero_grad``).
+    """
+
+    def __init__(self, data: Array) -> None:
+        self.data = data
+        self.grad: Array | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape}, dtype={self.data.dtype}, backend={backend_of(self.data)})"
+
+
+class Module:
+    """Base class of every layer: ``forward``, ``backward`` and the parameter plumbing.
+
+    Subclasses set ``self.<name> = Parameter(...)`` and list the names in ``param_names``
+    (in the stable order weight, bias); containers override :meth:`children`.
+    """
+
+    param_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.training = True
+
+    def __call__(self, x: Array) -> Array:
+        return self.forward(x)
+
+    def forward(self, x: Array) -> Array:
+        """Compute the layer's output and keep what :meth:`backward` needs."""
+        raise NotImplementedError
+
+    def backward(self, grad_out: Array) -> Array:
+        """Given d(loss)/d(output), store parameter gradients in ``.grad`` and return d(loss)/d(input)."""
+        raise NotImplementedError
+
+    def _saved(self, attribute: str) -> Any:
+        saved = getattr(self, attribute, None)
+        if saved is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return saved
+
+    def children(self) -> list[Module]:
+        return []
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        """Yield ``(name, parameter)`` pairs in a stable order (per layer: weight, bias)."""
+        for name in self.param_names:
+            param = getattr(self, name, None)
+            if param is not None:
+                yield name, param
+        for index, child in enumerate(self.children()):
+            for name, param in child.named_parameters():
+                yield f"{index}.{name}", param
+
+    def parameters(self) -> list[Parameter]:
+        """All trainable parameters, in the order of :meth:`named_parameters`."""
+        return [param for _, param in self.named_parameters()]
+
+    def zero_grad(self) -> None:
+        """Forget every parameter gradient."""
+        for param in self.parameters():
+            param.grad = None
+
+    def train(self, mode: bool = True) -> Module:
+        """Switch training behaviour (e.g. Dropout) on or off, recursively; returns ``self``."""
+        self.training = mode
+        for child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self) -> Module:
+        """Evaluation mode: ``train(False)``."""
+        return self.train(False)
+
+    def to(self, backend: str, *, device: Any = None) -> Module:
+        """Move every parameter to ``backend`` (and ``device``); gradients are dropped."""
+        for param in self.parameters():
+            param.data = asarray(param.data, backend=backend, device=device)
+            param.grad = None
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """Parameter values as NumPy arrays, keyed like PyTorch (``"0.weight"``)."""
+        return {name: to_numpy(param.data).copy() for name, param in self.named_parameters()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Copy values (NumPy or any backend) into the parameters, on their current backend.
+
+        Raises ``KeyError`` naming missing or unexpected keys and ``ValueError`` on a
+        shape mismatch; nothing is changed unless every entry fits.
+        """
+        params = dict(self.named_parameters())
+        missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
+        if missing or unexpected:
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name, param in params.items():
+            if tuple(state[name].shape) != param.shape:
+                raise ValueError(
+                    f"load_state_dict: {name} must have shape {param.shape}; "
+                    f"got {tuple(state[name].shape)}"
+                )
+        for name, param in params.items():
+            param.data = asarray(
+                to_numpy(state[name]),
+                backend=backend_of(param.data),
+                dtype=param.data.dtype,
+                device=device(param.data),
+            )
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"

@@ -1,0 +1,83 @@
+"""Adam and AdamW (PyTorch's formulas, bias-corrected, no amsgrad)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from ..nn.module import Parameter
+from .optimizer import Optimizer, check_non_negative
+
+
+class Adam(Optimizer):
+    """Adam with L2 weight decay added to the gradient (as ``torch.optim.Adam``).
+
+    ``m = b1*m + (1-b1)*g``, ``v = b2*v + (1-b2)*g**2``, then
+    ``p -= lr / (1 - b1**t) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)``.
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+    lr : float
+    betas : (float, float)
+        Each in [0, 1).
+    eps, weight_decay : float
+    """
+
+    decoupled = False
+
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        *,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr)
+        name = type(self).__name__
+        check_non_negative(name, eps=eps, weight_decay=weight_decay)
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"{name}: betas must be two numbers in [0, 1); got {betas!r}")
+        self.betas, self.eps, self.weight_decay = (float(betas[0]), float(betas[1])), eps, weight_decay
+
+    def _update(self, param: Parameter, state: dict[str, Any]) -> None:
+        xp = array_namespace(param.data)
+        beta1, beta2 = self.betas
+        grad = param.grad
+        data = param.data
+        if self.weight_decay and self.decoupled:
+            data = data * (1.0 - self.lr * self.weight_decay)
+        elif self.weight_decay:
+            grad = grad + self.weight_decay * data
+        m = state.get("exp_avg")
+        v = state.get("exp_avg_sq")
+        m = (1.0 - beta1) * grad if m is None else m + (1.0 - beta1) * (grad - m)
+        v = (1.0 - beta2) * grad * grad if v is None else beta2 * v + (1.0 - beta2) * grad * grad
+        state["exp_avg"], state["exp_avg_sq"] = m, v
+        t = self.step_count
+        step_size = self.lr / (1.0 - beta1**t)
+        denom = xp.sqrt(v) / math.sqrt(1.0 - beta2**t) + self.eps
+        param.data = data - step_size * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (``p *= 1 - lr * weight_decay`` before the step),
+    as ``torch.optim.AdamW`` (whose default ``weight_decay`` is 0.01)."""
+
+    decoupled = True
+
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        *,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> None:
+        super().__init__(params, lr, betas=betas, eps=eps, weight_decay=weight_decay)

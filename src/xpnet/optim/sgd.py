@@ -1,0 +1,52 @@
+"""Stochastic gradient descent with momentum, Nesterov and L2 weight decay (PyTorch's formulas)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..nn.module import Parameter
+from .optimizer import Optimizer, check_non_negative
+
+
+class SGD(Optimizer):
+    """``p -= lr * d`` where ``d`` is the gradient, or its momentum buffer.
+
+    With ``g = grad + weight_decay * p`` and ``buf = momentum * buf + g`` (``buf = g`` on
+    the first step), ``d = buf``, or ``d = g + momentum * buf`` with ``nesterov=True``,
+    exactly as ``torch.optim.SGD`` (dampening 0).
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+    lr : float
+    momentum, weight_decay : float, optional
+    nesterov : bool
+        Needs ``momentum > 0``.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float,
+        *,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr)
+        check_non_negative("SGD", momentum=momentum, weight_decay=weight_decay)
+        if nesterov and momentum == 0:
+            raise ValueError("SGD: nesterov=True needs momentum > 0; got momentum=0")
+        self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
+
+    def _update(self, param: Parameter, state: dict[str, Any]) -> None:
+        grad = param.grad
+        if self.weight_decay:
+            grad = grad + self.weight_decay * param.data
+        if self.momentum:
+            buf = state.get("momentum_buffer")
+            buf = grad + 0.0 if buf is None else self.momentum * buf + grad
+            state["momentum_buffer"] = buf
+            grad = grad + self.momentum * buf if self.nesterov else buf
+        param.data = param.data - self.lr * grad
