@@ -143,8 +143,8 @@ def to_numpy(x: Any) -> np.ndarray:
     >>> xpnet.to_numpy(xpnet.asarray([1.0, 2.0], backend="array_api_strict"))
     array([1., 2.])
     """
-    if isinstance(x, np.ndarray):
-        return x
+    if isinstance(x, (np.ndarray, np.generic)):
+        return np.asarray(x)
     if array_api_compat.is_cupy_array(x):
         return x.get()
     if array_api_compat.is_torch_array(x):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from array_api_compat import device
+from array_api_compat import device, size
 
 from .._validation import check_floating, check_ndim, namespace_of
 
@@ -89,7 +89,8 @@ def cross_entropy_forward(
     classes = xp.arange(n_classes, device=device(logits))
     one_hot = xp.astype(labels[:, None] == classes, logits.dtype)
     log_probs = log_softmax(logits, axis=1)
-    loss = -xp.sum(one_hot * log_probs) / n
+    # asarray: NumPy reductions give a scalar; the loss is a 0-d array on every backend.
+    loss = xp.asarray(-xp.sum(one_hot * log_probs) / n)
     return loss, CrossEntropySaved(xp.exp(log_probs), one_hot)
 
 
@@ -145,11 +146,11 @@ def mse_loss(prediction: Array, target: Array) -> Array:
             f"got {tuple(target.shape)}"
         )
     diff = prediction - target
-    return xp.sum(diff * diff) / max(diff.size, 1)
+    return xp.asarray(xp.sum(diff * diff) / max(size(diff) or 0, 1))
 
 
 def mse_loss_backward(
     prediction: Array, target: Array, grad_loss: Array | float = 1.0
 ) -> Array:
     """Gradient of :func:`mse_loss` w.r.t. the prediction: ``2 * (prediction - target) / n``."""
-    return (prediction - target) * (2.0 * grad_loss / max(prediction.size, 1))
+    return (prediction - target) * (2.0 * grad_loss / max(size(prediction) or 0, 1))

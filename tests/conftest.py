@@ -1,0 +1,85 @@
+"""The ``xp`` fixture: every backend test runs once per backend, ids = backend names.
+
+``XPNET_TEST_BACKENDS`` (comma-separated) restricts the backends, as the nox sessions do;
+a selected backend that is not usable here is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet._backend import BACKENDS, backend_status
+
+SELECTED = [b for b in os.environ.get("XPNET_TEST_BACKENDS", ",".join(BACKENDS)).split(",") if b]
+_worst_error: dict[str, tuple[float, str]] = {}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "xp" in metafunc.fixturenames:
+        metafunc.parametrize("xp", SELECTED, ids=SELECTED, indirect=True)
+
+
+@pytest.fixture
+def xp(request: pytest.FixtureRequest) -> ModuleType:
+    """The array-API namespace of one backend (skipped with the reason if unusable here)."""
+    usable, reason = backend_status(request.param)
+    if not usable:
+        pytest.skip(f"backend {request.param} unavailable: {reason}")
+    return xpnet.namespace(request.param)
+
+
+@pytest.fixture
+def backend(xp: ModuleType, request: pytest.FixtureRequest) -> str:
+    """The name of the backend of ``xp``."""
+    return request.node.callspec.params["xp"]
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def record_error():
+    """Record a relative error against PyTorch; the worst one is printed after the run."""
+
+    def record(value: float, where: str) -> None:
+        backend = where.split("[")[-1].rstrip("]") if "[" in where else "?"
+        if value > _worst_error.get(backend, (-1.0, ""))[0]:
+            _worst_error[backend] = (value, where)
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for backend, (value, where) in sorted(_worst_error.items()):
+        terminalreporter.write_line(
+            f"largest relative error vs PyTorch on {backend}: {value:.3e} ({where})"
+        )
+
+
+def relative_error(actual, expected) -> float:
+    """max |actual - expected| / max(|expected|, tiny), both as float64 NumPy."""
+    actual = np.asarray(xpnet.to_numpy(actual), dtype=np.float64)
+    expected = np.asarray(xpnet.to_numpy(expected), dtype=np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-12)
+    return float(np.max(np.abs(actual - expected), initial=0.0)) / scale
+
+
+def pytest_configure(config) -> None:
+    # Hypothesis imports libcst when it reports a failure; some libcst releases warn on import,
+    # which filterwarnings=error would turn into an INTERNALERROR hiding the real failure.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import libcst  # noqa: F401
+        except ImportError:
+            pass
