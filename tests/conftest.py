@@ -49,7 +49,7 @@ def record_error():
     """Record a relative error against PyTorch; the worst one is printed after the run."""
 
     def record(value: float, where: str) -> None:
-        backend = where.split("[")[-1].rstrip("]") if "[" in where else "?"
+        backend = where.split("[")[-1].rstrip("]").split("-")[0] if "[" in where else "?"
         if value > _worst_error.get(backend, (-1.0, ""))[0]:
             _worst_error[backend] = (value, where)
 
@@ -75,11 +75,9 @@ def relative_error(actual, expected) -> float:
 def pytest_configure(config) -> None:
     # Hypothesis imports libcst when it reports a failure; some libcst releases warn on import,
     # which filterwarnings=error would turn into an INTERNALERROR hiding the real failure.
+    import contextlib
     import warnings
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.suppress(ImportError):
         warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            import libcst  # noqa: F401
-        except ImportError:
-            pass
+        import libcst  # noqa: F401

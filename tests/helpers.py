@@ -14,7 +14,9 @@ def on(backend_xp, array: np.ndarray, dtype: str = "float64"):
     return backend_xp.asarray(np.asarray(array, dtype=dtype))
 
 
-def numeric_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+def numeric_gradient(
+    f: Callable[[np.ndarray], float], x: np.ndarray, eps: float = 1e-6
+) -> np.ndarray:
     """Central finite differences of scalar ``f`` at every element of float64 ``x``."""
     grad = np.zeros_like(x)
     for idx in np.ndindex(x.shape):

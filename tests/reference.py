@@ -50,7 +50,9 @@ def linear(x, w, b=None):
     out = np.zeros((x.shape[0], w.shape[0]))
     for i in range(x.shape[0]):
         for o in range(w.shape[0]):
-            out[i, o] = sum(x[i, k] * w[o, k] for k in range(w.shape[1])) + (0.0 if b is None else b[o])
+            out[i, o] = sum(x[i, k] * w[o, k] for k in range(w.shape[1])) + (
+                0.0 if b is None else b[o]
+            )
     return out
 
 
@@ -79,6 +81,6 @@ def cross_entropy(logits, labels):
 
 
 def sigmoid(x):
-    return np.vectorize(lambda v: 1.0 / (1.0 + np.exp(-v)) if v >= 0 else np.exp(v) / (1.0 + np.exp(v)))(
-        np.asarray(x, np.float64)
-    )
+    return np.vectorize(
+        lambda v: 1.0 / (1.0 + np.exp(-v)) if v >= 0 else np.exp(v) / (1.0 + np.exp(v))
+    )(np.asarray(x, np.float64))

@@ -39,7 +39,9 @@ def _check_fd(xp, forward, backward, inputs: dict[str, np.ndarray], rng) -> None
             return float(np.sum(as_np(forward(**args)[0]) * weight))
 
         numeric = numeric_gradient(f, value.copy())
-        np.testing.assert_allclose(as_np(analytic[name]), numeric, rtol=1e-6, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(
+            as_np(analytic[name]), numeric, rtol=1e-6, atol=1e-7, err_msg=name
+        )
 
 
 @FD_SETTINGS
@@ -54,7 +56,9 @@ def test_conv2d_backward_finite_differences(xp, case, bias):
         inputs["bias"] = rng.standard_normal(case.c_out)
 
     def forward(**a):
-        return F.conv2d_forward(a["x"], a["weight"], a.get("bias"), stride=case.stride, padding=case.padding)
+        return F.conv2d_forward(
+            a["x"], a["weight"], a.get("bias"), stride=case.stride, padding=case.padding
+        )
 
     def backward(g, saved):
         gx, gw, gb = F.conv2d_backward(g, saved)
@@ -85,8 +89,14 @@ def test_linear_backward_finite_differences(xp, rng):
         gx, gw, gb = F.linear_backward(g, saved)
         return {"x": gx, "weight": gw, "bias": gb}
 
-    inputs = {"x": rng.standard_normal((3, 4)), "weight": rng.standard_normal((5, 4)), "bias": rng.standard_normal(5)}
-    _check_fd(xp, lambda **a: F.linear_forward(a["x"], a["weight"], a["bias"]), backward, inputs, rng)
+    inputs = {
+        "x": rng.standard_normal((3, 4)),
+        "weight": rng.standard_normal((5, 4)),
+        "bias": rng.standard_normal(5),
+    }
+    _check_fd(
+        xp, lambda **a: F.linear_forward(a["x"], a["weight"], a["bias"]), backward, inputs, rng
+    )
 
 
 @pytest.mark.parametrize(
@@ -141,9 +151,15 @@ def _torch_grads(fn, *arrays):
     torch = pytest.importorskip("torch")
     tensors = [None if a is None else torch.tensor(a, requires_grad=True) for a in arrays]
     out = fn(*tensors)
-    upstream = torch.tensor(np.random.default_rng(7).standard_normal(tuple(out.shape)).astype(np.float32))
+    upstream = torch.tensor(
+        np.random.default_rng(7).standard_normal(tuple(out.shape)).astype(np.float32)
+    )
     out.backward(upstream)
-    return out.detach().numpy(), upstream.numpy(), [None if t is None else t.grad.numpy() for t in tensors]
+    return (
+        out.detach().numpy(),
+        upstream.numpy(),
+        [None if t is None else t.grad.numpy() for t in tensors],
+    )
 
 
 def _assert_close(record, request, name, actual, expected):
@@ -161,14 +177,24 @@ def test_conv2d_against_torch(xp, case, bias, record_error, request):
     w = rng.standard_normal((case.c_out, case.c_in, *case.kernel)).astype(np.float32)
     b = rng.standard_normal(case.c_out).astype(np.float32) if bias else None
     expected, upstream, (gx, gw, gb) = _torch_grads(
-        lambda x, w, b: torch.nn.functional.conv2d(x, w, b, stride=case.stride, padding=case.padding), x, w, b
+        lambda x, w, b: torch.nn.functional.conv2d(
+            x, w, b, stride=case.stride, padding=case.padding
+        ),
+        x,
+        w,
+        b,
     )
     out, saved = F.conv2d_forward(
-        on(xp, x, "float32"), on(xp, w, "float32"), None if b is None else on(xp, b, "float32"),
-        stride=case.stride, padding=case.padding,
+        on(xp, x, "float32"),
+        on(xp, w, "float32"),
+        None if b is None else on(xp, b, "float32"),
+        stride=case.stride,
+        padding=case.padding,
     )
     got = F.conv2d_backward(on(xp, upstream, "float32"), saved)
-    for name, actual, ref in zip(("out", "x", "weight", "bias"), (out, *got), (expected, gx, gw, gb)):
+    for name, actual, ref in zip(
+        ("out", "x", "weight", "bias"), (out, *got), (expected, gx, gw, gb)
+    ):
         if ref is not None:
             _assert_close(record_error, request, name, actual, ref)
 
@@ -215,7 +241,13 @@ def test_linear_activations_and_losses_against_torch(xp, rng, record_error, requ
         expected, upstream, (gx,) = _torch_grads(torch_fn, x)
         out = forward(on(xp, x, "float32"))
         _assert_close(record_error, request, forward.__name__, out, expected)
-        _assert_close(record_error, request, forward.__name__ + " grad", backward(on(xp, upstream, "float32"), out), gx)
+        _assert_close(
+            record_error,
+            request,
+            forward.__name__ + " grad",
+            backward(on(xp, upstream, "float32"), out),
+            gx,
+        )
 
     labels = rng.integers(0, 7, size=6)
     logits = torch.tensor(x, requires_grad=True)
@@ -223,4 +255,10 @@ def test_linear_activations_and_losses_against_torch(xp, rng, record_error, requ
     loss.backward()
     got, saved = F.cross_entropy_forward(on(xp, x, "float32"), on(xp, labels, "int64"))
     _assert_close(record_error, request, "cross_entropy", got, loss.detach().numpy())
-    _assert_close(record_error, request, "cross_entropy grad", F.cross_entropy_backward(saved), logits.grad.numpy())
+    _assert_close(
+        record_error,
+        request,
+        "cross_entropy grad",
+        F.cross_entropy_backward(saved),
+        logits.grad.numpy(),
+    )

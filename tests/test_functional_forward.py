@@ -36,7 +36,11 @@ def test_conv2d_matches_loop(xp, case, bias):
     w = rng.standard_normal((case.c_out, case.c_in, *case.kernel))
     b = rng.standard_normal(case.c_out) if bias else None
     out = F.conv2d(
-        on(xp, x), on(xp, w), None if b is None else on(xp, b), stride=case.stride, padding=case.padding
+        on(xp, x),
+        on(xp, w),
+        None if b is None else on(xp, b),
+        stride=case.stride,
+        padding=case.padding,
     )
     expected = reference.conv2d(x, w, b, case.stride, case.padding)
     _same_type(out, on(xp, x))
@@ -58,14 +62,25 @@ def test_pools_match_loop(xp, case, stride_default):
 
 
 @SETTINGS
-@given(n=st.integers(1, 4), fan_in=st.integers(1, 7), fan_out=st.integers(1, 5), seed=st.integers(0, 999))
+@given(
+    n=st.integers(1, 4),
+    fan_in=st.integers(1, 7),
+    fan_out=st.integers(1, 5),
+    seed=st.integers(0, 999),
+)
 def test_linear_matches_loop(xp, n, fan_in, fan_out, seed):
     rng = np.random.default_rng(seed)
-    x, w, b = rng.standard_normal((n, fan_in)), rng.standard_normal((fan_out, fan_in)), rng.standard_normal(fan_out)
+    x, w, b = (
+        rng.standard_normal((n, fan_in)),
+        rng.standard_normal((fan_out, fan_in)),
+        rng.standard_normal(fan_out),
+    )
     out = F.linear(on(xp, x), on(xp, w), on(xp, b))
     _same_type(out, on(xp, x))
     np.testing.assert_allclose(as_np(out), reference.linear(x, w, b), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(as_np(F.linear(on(xp, x), on(xp, w))), reference.linear(x, w), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        as_np(F.linear(on(xp, x), on(xp, w))), reference.linear(x, w), rtol=1e-10, atol=1e-12
+    )
 
 
 def test_linear_keeps_leading_dims(xp, rng):
@@ -75,21 +90,35 @@ def test_linear_keeps_leading_dims(xp, rng):
 
 
 @SETTINGS
-@given(rows=st.integers(1, 4), cols=st.integers(1, 6), scale=st.sampled_from([1.0, 30.0, 1000.0]), seed=st.integers(0, 999))
+@given(
+    rows=st.integers(1, 4),
+    cols=st.integers(1, 6),
+    scale=st.sampled_from([1.0, 30.0, 1000.0]),
+    seed=st.integers(0, 999),
+)
 def test_softmax_family_matches_loop(xp, rows, cols, scale, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((rows, cols)) * scale
     for axis in (0, 1, -1):
-        np.testing.assert_allclose(as_np(F.softmax(on(xp, x), axis=axis)), reference.softmax(x, axis), rtol=1e-10, atol=1e-300)
+        np.testing.assert_allclose(
+            as_np(F.softmax(on(xp, x), axis=axis)),
+            reference.softmax(x, axis),
+            rtol=1e-10,
+            atol=1e-300,
+        )
         expected = np.moveaxis(
             np.moveaxis(x, axis, -1) - np.moveaxis(x, axis, -1).max(-1, keepdims=True), -1, axis
         )
         expected = expected - np.log(np.sum(np.exp(expected), axis=axis, keepdims=True))
-        np.testing.assert_allclose(as_np(F.log_softmax(on(xp, x), axis=axis)), expected, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(
+            as_np(F.log_softmax(on(xp, x), axis=axis)), expected, rtol=1e-10, atol=1e-10
+        )
     labels = rng.integers(0, cols, size=rows)
     loss = F.cross_entropy(on(xp, x), on(xp, labels, "int64"))
     assert loss.ndim == 0
-    np.testing.assert_allclose(float(loss), reference.cross_entropy(x, labels), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        float(loss), reference.cross_entropy(x, labels), rtol=1e-9, atol=1e-12
+    )
 
 
 def test_activations_match_reference(xp, rng):
@@ -120,7 +149,9 @@ def test_softmax_is_stable_for_huge_logits(xp):
 
 def test_mse_loss(xp, rng):
     a, b = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
-    np.testing.assert_allclose(float(F.mse_loss(on(xp, a), on(xp, b))), np.mean((a - b) ** 2), rtol=1e-12)
+    np.testing.assert_allclose(
+        float(F.mse_loss(on(xp, a), on(xp, b))), np.mean((a - b) ** 2), rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -154,9 +154,7 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def asarray(
-    obj: Any, *, backend: str | None = None, dtype: Any = None, device: Any = None
-) -> Any:
+def asarray(obj: Any, *, backend: str | None = None, dtype: Any = None, device: Any = None) -> Any:
     """Create an array of ``backend`` (default :func:`get_backend`) from ``obj``.
 
     Parameters

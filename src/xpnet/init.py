@@ -72,7 +72,12 @@ def _finish(values: np.ndarray, backend: str | None, dtype: str) -> Any:
 
 
 def uniform(
-    shape: Shape, low: float, high: float, *, rng: Any = None, backend: str | None = None,
+    shape: Shape,
+    low: float,
+    high: float,
+    *,
+    rng: Any = None,
+    backend: str | None = None,
     dtype: str = "float32",
 ) -> Any:
     """Values drawn from U(low, high)."""
@@ -99,8 +104,14 @@ def _fan(shape: Shape, mode: str) -> int:
 
 
 def kaiming_uniform(
-    shape: Shape, *, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
-    rng: Any = None, backend: str | None = None, dtype: str = "float32",
+    shape: Shape,
+    *,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    rng: Any = None,
+    backend: str | None = None,
+    dtype: str = "float32",
 ) -> Any:
     """He/Kaiming uniform: U(-b, b) with ``b = gain * sqrt(3 / fan)``.
 
@@ -116,8 +127,14 @@ def kaiming_uniform(
 
 
 def kaiming_normal(
-    shape: Shape, *, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
-    rng: Any = None, backend: str | None = None, dtype: str = "float32",
+    shape: Shape,
+    *,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    rng: Any = None,
+    backend: str | None = None,
+    dtype: str = "float32",
 ) -> Any:
     """He/Kaiming normal: N(0, std**2) with ``std = gain / sqrt(fan)``."""
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(shape, mode))
@@ -125,7 +142,11 @@ def kaiming_normal(
 
 
 def xavier_uniform(
-    shape: Shape, *, gain: float = 1.0, rng: Any = None, backend: str | None = None,
+    shape: Shape,
+    *,
+    gain: float = 1.0,
+    rng: Any = None,
+    backend: str | None = None,
     dtype: str = "float32",
 ) -> Any:
     """Glorot/Xavier uniform: U(-b, b) with ``b = gain * sqrt(6 / (fan_in + fan_out))``."""
@@ -135,7 +156,11 @@ def xavier_uniform(
 
 
 def xavier_normal(
-    shape: Shape, *, gain: float = 1.0, rng: Any = None, backend: str | None = None,
+    shape: Shape,
+    *,
+    gain: float = 1.0,
+    rng: Any = None,
+    backend: str | None = None,
     dtype: str = "float32",
 ) -> Any:
     """Glorot/Xavier normal: ``std = gain * sqrt(2 / (fan_in + fan_out))``."""

@@ -17,9 +17,7 @@ class LinearSaved(NamedTuple):
     has_bias: bool
 
 
-def linear_forward(
-    x: Array, weight: Array, bias: Array | None = None
-) -> tuple[Array, LinearSaved]:
+def linear_forward(x: Array, weight: Array, bias: Array | None = None) -> tuple[Array, LinearSaved]:
     """:func:`linear` that also returns what its backward pass needs."""
     xp = namespace_of("linear", x=x, weight=weight, bias=bias)
     check_ndim(weight, "weight", "linear", 2, "(out_features, in_features)")
@@ -31,7 +29,9 @@ def linear_forward(
             f"{tuple(weight.shape)}; got {tuple(x.shape)}"
         )
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},); got {tuple(bias.shape)}")
+        raise ValueError(
+            f"linear: bias must have shape ({weight.shape[0]},); got {tuple(bias.shape)}"
+        )
     out = x @ xp.matrix_transpose(weight)
     if bias is not None:
         out = out + bias

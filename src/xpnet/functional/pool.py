@@ -38,11 +38,11 @@ def _check_pool_args(
     return kernel, stride_hw, padding_hw
 
 
-def _windows(
-    x: Array, kernel: IntPair, stride: IntPair, padding: IntPair, fill: float
-) -> Array:
+def _windows(x: Array, kernel: IntPair, stride: IntPair, padding: IntPair, fill: float) -> Array:
     """(kH*kW, N, C, out_h, out_w) stack of the pooling windows of ``x``."""
-    out_hw = tuple(output_size(s, k, st, p) for s, k, st, p in zip(x.shape[-2:], kernel, stride, padding))
+    out_hw = tuple(
+        output_size(s, k, st, p) for s, k, st, p in zip(x.shape[-2:], kernel, stride, padding)
+    )
     return im2col(pad2d(x, padding, fill), kernel, stride, out_hw, axis=0)
 
 

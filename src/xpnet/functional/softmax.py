@@ -65,7 +65,9 @@ class CrossEntropySaved(NamedTuple):
 def check_labels(xp: Any, labels: Array, n: int, n_classes: int, *, check_range: bool) -> None:
     """Labels must be a 1-D integer array of length ``n`` with values in [0, n_classes)."""
     if not xp.isdtype(labels.dtype, "integral"):
-        raise TypeError(f"cross_entropy: labels must be integer class indices; got dtype {labels.dtype}")
+        raise TypeError(
+            f"cross_entropy: labels must be integer class indices; got dtype {labels.dtype}"
+        )
     if tuple(labels.shape) != (n,):
         raise ValueError(f"cross_entropy: labels must have shape ({n},); got {tuple(labels.shape)}")
     if check_range and n > 0:
@@ -149,8 +151,6 @@ def mse_loss(prediction: Array, target: Array) -> Array:
     return xp.asarray(xp.sum(diff * diff) / max(size(diff) or 0, 1))
 
 
-def mse_loss_backward(
-    prediction: Array, target: Array, grad_loss: Array | float = 1.0
-) -> Array:
+def mse_loss_backward(prediction: Array, target: Array, grad_loss: Array | float = 1.0) -> Array:
     """Gradient of :func:`mse_loss` w.r.t. the prediction: ``2 * (prediction - target) / n``."""
     return (prediction - target) * (2.0 * grad_loss / max(size(prediction) or 0, 1))

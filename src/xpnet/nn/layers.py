@@ -123,7 +123,9 @@ def _default_parameters(
     """PyTorch's default initialisation for Conv2d/Linear: U(+-1/sqrt(fan_in)) for both."""
     generator = init.make_rng(rng)
     backend = backend or get_backend()
-    weight = init.kaiming_uniform(shape, a=math.sqrt(5), rng=generator, backend=backend, dtype=dtype)
+    weight = init.kaiming_uniform(
+        shape, a=math.sqrt(5), rng=generator, backend=backend, dtype=dtype
+    )
     if not bias:
         return Parameter(weight), None
     bound = 1.0 / math.sqrt(init.fan_in_and_fan_out(shape)[0])
@@ -226,7 +228,9 @@ class Sequential(Module):
         super().__init__()
         for index, layer in enumerate(layers):
             if not isinstance(layer, Module):
-                raise TypeError(f"Sequential: layer {index} must be an xpnet Module; got {type(layer).__name__}")
+                raise TypeError(
+                    f"Sequential: layer {index} must be an xpnet Module; got {type(layer).__name__}"
+                )
         self.layers = list(layers)
 
     def children(self) -> list[Module]:

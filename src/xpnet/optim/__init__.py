@@ -5,4 +5,13 @@ from .lr_scheduler import CosineAnnealingLR, LRScheduler, OneCycleLR, StepLR
 from .optimizer import Optimizer
 from .sgd import SGD
 
-__all__ = ["SGD", "Adam", "AdamW", "CosineAnnealingLR", "LRScheduler", "OneCycleLR", "Optimizer", "StepLR"]
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "CosineAnnealingLR",
+    "LRScheduler",
+    "OneCycleLR",
+    "Optimizer",
+    "StepLR",
+]

@@ -43,7 +43,11 @@ class Adam(Optimizer):
         check_non_negative(name, eps=eps, weight_decay=weight_decay)
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"{name}: betas must be two numbers in [0, 1); got {betas!r}")
-        self.betas, self.eps, self.weight_decay = (float(betas[0]), float(betas[1])), eps, weight_decay
+        self.betas, self.eps, self.weight_decay = (
+            (float(betas[0]), float(betas[1])),
+            eps,
+            weight_decay,
+        )
 
     def _update(self, param: Parameter, state: dict[str, Any]) -> None:
         xp = array_namespace(param.data)

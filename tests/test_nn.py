@@ -1,0 +1,195 @@
+"""Layers: backward against PyTorch autograd, a whole CNN against torch.nn, and the plumbing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet import nn
+
+from .conftest import relative_error
+from .helpers import as_np, on
+
+TOLERANCE = 1e-4
+
+
+def small_cnn(backend: str) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, rng=0, backend=backend),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, (3, 2), stride=(1, 2), rng=1, backend=backend),
+        nn.Tanh(),
+        nn.AvgPool2d(2, stride=1, padding=1),
+        nn.Sigmoid(),
+        nn.Flatten(),
+        nn.Dropout(0.3, seed=5),
+        nn.Linear(6 * 3 * 3, 10, rng=2, backend=backend),
+    )
+
+
+def torch_twin(torch):
+    tnn = torch.nn
+    return tnn.Sequential(
+        tnn.Conv2d(1, 4, 3, padding=1),
+        tnn.ReLU(),
+        tnn.MaxPool2d(2),
+        tnn.Conv2d(4, 6, (3, 2), stride=(1, 2)),
+        tnn.Tanh(),
+        tnn.AvgPool2d(2, stride=1, padding=1),
+        tnn.Sigmoid(),
+        tnn.Flatten(),
+        tnn.Dropout(0.3),
+        tnn.Linear(6 * 3 * 3, 10),
+    )
+
+
+def test_sequential_cnn_matches_torch(xp, backend, rng, record_error, request):
+    torch = pytest.importorskip("torch")
+    model = small_cnn(backend).eval()
+    reference = torch_twin(torch).eval()
+    reference.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
+    x = rng.standard_normal((5, 1, 8, 8)).astype(np.float32)
+    labels = rng.integers(0, 10, size=5)
+
+    crit = nn.CrossEntropyLoss()
+    loss = crit(model(on(xp, x, "float32")), on(xp, labels, "int64"))
+    model.backward(crit.backward())
+
+    torch_loss = torch.nn.functional.cross_entropy(reference(torch.tensor(x)), torch.tensor(labels))
+    torch_loss.backward()
+    errors = {"loss": relative_error(loss, torch_loss.detach().numpy())}
+    torch_params = dict(reference.named_parameters())
+    for name, param in model.named_parameters():
+        errors[name] = relative_error(param.grad, torch_params[name].grad.numpy())
+    for name, error in errors.items():
+        record_error(error, request.node.name)
+        assert error < TOLERANCE, f"{name}: relative error {error:.2e}"
+    assert len(errors) == 1 + 6
+
+
+@pytest.mark.parametrize(
+    "layer_name", ["conv", "linear", "max", "avg", "relu", "sigmoid", "tanh", "softmax", "flatten"]
+)
+def test_each_layer_backward_matches_torch(xp, backend, rng, layer_name, record_error, request):
+    torch = pytest.importorskip("torch")
+    tnn = torch.nn
+    layers = {
+        "conv": (
+            nn.Conv2d(3, 5, 3, stride=2, padding=2, rng=3, backend=backend),
+            tnn.Conv2d(3, 5, 3, stride=2, padding=2),
+        ),
+        "linear": (nn.Linear(7, 4, rng=4, backend=backend), tnn.Linear(7, 4)),
+        "max": (nn.MaxPool2d(3, stride=2, padding=1), tnn.MaxPool2d(3, stride=2, padding=1)),
+        "avg": (nn.AvgPool2d((2, 3), stride=(1, 2)), tnn.AvgPool2d((2, 3), stride=(1, 2))),
+        "relu": (nn.ReLU(), tnn.ReLU()),
+        "sigmoid": (nn.Sigmoid(), tnn.Sigmoid()),
+        "tanh": (nn.Tanh(), tnn.Tanh()),
+        "softmax": (nn.Softmax(axis=1), tnn.Softmax(dim=1)),
+        "flatten": (nn.Flatten(), tnn.Flatten()),
+    }
+    ours, theirs = layers[layer_name]
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
+    shape = (2, 7) if layer_name == "linear" else (2, 3, 7, 6)
+    x = rng.standard_normal(shape).astype(np.float32)
+    tx = torch.tensor(x, requires_grad=True)
+    t_out = theirs(tx)
+    upstream = rng.standard_normal(tuple(t_out.shape)).astype(np.float32)
+    t_out.backward(torch.tensor(upstream))
+    out = ours(on(xp, x, "float32"))
+    grad_x = ours.backward(on(xp, upstream, "float32"))
+    pairs = [(out, t_out.detach().numpy()), (grad_x, tx.grad.numpy())]
+    pairs += [
+        (p.grad, dict(theirs.named_parameters())[n].grad.numpy())
+        for n, p in ours.named_parameters()
+    ]
+    for actual, expected in pairs:
+        error = relative_error(actual, expected)
+        record_error(error, request.node.name)
+        assert error < TOLERANCE
+
+
+def test_parameters_order_and_state_dict_round_trip(xp, backend):
+    model = small_cnn(backend)
+    names = [name for name, _ in model.named_parameters()]
+    assert names == ["0.weight", "0.bias", "3.weight", "3.bias", "9.weight", "9.bias"]
+    assert len(model.parameters()) == 6
+    state = model.state_dict()
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in state.values())
+    other = small_cnn(backend)
+    other.load_state_dict({k: v * 2 for k, v in state.items()})
+    np.testing.assert_array_equal(as_np(other[0].weight.data), state["0.weight"] * 2)
+    assert xpnet.backend_of(other[0].weight.data) == backend
+
+
+def test_load_state_dict_rejects_wrong_keys_and_shapes(xp, backend):
+    model = small_cnn(backend)
+    state = model.state_dict()
+    with pytest.raises(KeyError, match=r"missing keys \['9.bias'\]"):
+        model.load_state_dict({k: v for k, v in state.items() if k != "9.bias"})
+    bad = dict(state, **{"0.weight": np.zeros((1, 1, 1, 1), np.float32)})
+    with pytest.raises(
+        ValueError, match=r"0.weight must have shape \(4, 1, 3, 3\); got \(1, 1, 1, 1\)"
+    ):
+        model.load_state_dict(bad)
+
+
+def test_to_moves_parameters_between_backends(xp, backend):
+    model = small_cnn("numpy").to(backend)
+    assert {xpnet.backend_of(p.data) for p in model.parameters()} == {backend}
+    out = model.eval()(on(xp, np.ones((1, 1, 8, 8)), "float32"))
+    assert xpnet.backend_of(out) == backend
+    back = model.to("numpy")
+    np.testing.assert_array_equal(back[0].weight.data, small_cnn("numpy")[0].weight.data)
+
+
+def test_same_seed_same_weights_on_every_backend(xp, backend):
+    ours = nn.Conv2d(2, 3, 3, rng=42, backend=backend)
+    ref = nn.Conv2d(2, 3, 3, rng=42, backend="numpy")
+    np.testing.assert_array_equal(as_np(ours.weight.data), ref.weight.data)
+    bound = 1 / np.sqrt(2 * 9)
+    assert np.all(np.abs(ref.weight.data) <= bound)
+    assert np.all(np.abs(ref.bias.data) <= bound)
+
+
+def test_dropout_train_and_eval(xp, backend):
+    layer = nn.Dropout(0.25, seed=3)
+    x = on(xp, np.ones((200, 50)), "float32")
+    out = as_np(layer(x))
+    kept = out != 0
+    assert 0.7 < kept.mean() < 0.8
+    np.testing.assert_allclose(out[kept], 1 / 0.75, rtol=1e-6)
+    grad = as_np(layer.backward(on(xp, np.ones((200, 50)), "float32")))
+    np.testing.assert_array_equal(grad != 0, kept)
+    layer.eval()
+    np.testing.assert_array_equal(as_np(layer(x)), 1.0)
+    assert xpnet.backend_of(layer(x)) == backend
+
+
+def test_train_eval_propagate_to_children():
+    model = small_cnn("numpy").eval()
+    assert not any(layer.training for layer in model.layers)
+    model.train()
+    assert all(layer.training for layer in model.layers)
+
+
+def test_backward_before_forward_is_a_clear_error():
+    with pytest.raises(RuntimeError, match=r"Conv2d\.backward called before forward"):
+        nn.Conv2d(1, 1, 1, backend="numpy").backward(np.ones((1, 1, 1, 1), np.float32))
+    with pytest.raises(RuntimeError, match=r"CrossEntropyLoss\.backward called before forward"):
+        nn.CrossEntropyLoss().backward()
+
+
+def test_mse_loss_layer(xp, rng):
+    crit = nn.MSELoss()
+    a, b = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
+    loss = crit(on(xp, a), on(xp, b))
+    np.testing.assert_allclose(float(loss), np.mean((a - b) ** 2))
+    np.testing.assert_allclose(as_np(crit.backward()), 2 * (a - b) / 6)
+
+
+def test_repr_is_readable():
+    text = repr(small_cnn("numpy"))
+    assert "(0): Conv2d(1, 4, kernel_size=(3, 3)" in text
+    assert "(9): Linear(54, 10, bias=True)" in text

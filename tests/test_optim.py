@@ -1,0 +1,143 @@
+"""Optimizers and schedules against torch.optim on the same parameters and gradients."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet import optim
+from xpnet.nn import Parameter
+
+from .conftest import relative_error
+from .helpers import as_np, on
+
+CONFIGS = [
+    ("SGD", {"lr": 0.1}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+    ("Adam", {"lr": 0.01}),
+    ("Adam", {"lr": 0.003, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1}),
+    ("AdamW", {"lr": 0.01, "weight_decay": 0.05}),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"), CONFIGS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CONFIGS)]
+)
+def test_steps_match_torch(xp, rng, name, kwargs, record_error, request):
+    torch = pytest.importorskip("torch")
+    shapes = [(4, 3), (4,), (2, 3, 3, 3)]
+    values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    ours = [Parameter(on(xp, v, "float32")) for v in values]
+    theirs = [torch.tensor(v, requires_grad=True) for v in values]
+    our_opt = getattr(optim, name)(ours, **kwargs)
+    their_opt = getattr(torch.optim, name)(theirs, **kwargs)
+    for _ in range(5):
+        grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        for p, t, g in zip(ours, theirs, grads):
+            p.grad = on(xp, g, "float32")
+            t.grad = torch.tensor(g)
+        our_opt.step()
+        their_opt.step()
+    for p, t in zip(ours, theirs):
+        assert xpnet.backend_of(p.data) == xpnet.backend_of(on(xp, values[0], "float32"))
+        assert p.data.dtype == on(xp, values[0], "float32").dtype
+        error = relative_error(p.data, t.detach().numpy())
+        record_error(error, request.node.name)
+        assert error < 1e-6
+
+
+def test_zero_grad_and_missing_grads_are_skipped(xp):
+    p, q = Parameter(on(xp, np.ones(3))), Parameter(on(xp, np.ones(3)))
+    opt = optim.SGD([p, q], lr=0.5)
+    p.grad = on(xp, np.ones(3))
+    opt.step()
+    np.testing.assert_allclose(as_np(p.data), 0.5)
+    np.testing.assert_allclose(as_np(q.data), 1.0)
+    opt.zero_grad()
+    assert p.grad is None and q.grad is None
+
+
+def test_optimizer_state_round_trip(xp):
+    p = Parameter(on(xp, np.ones(3)))
+    opt = optim.Adam([p], lr=0.1)
+    p.grad = on(xp, np.full(3, 0.5))
+    opt.step()
+    saved = opt.state_dict()
+    assert isinstance(saved["state"]["0.exp_avg"], np.ndarray)
+    clone_param = Parameter(on(xp, as_np(p.data).copy()))
+    clone = optim.Adam([clone_param], lr=0.1)
+    clone.load_state_dict(saved)
+    for o, param in ((opt, p), (clone, clone_param)):
+        param.grad = on(xp, np.full(3, -0.25))
+        o.step()
+    np.testing.assert_array_equal(as_np(p.data), as_np(clone_param.data))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lr": -1.0}, "lr must be a number >= 0; got -1.0"),
+        ({"lr": 0.1, "momentum": -0.5}, "momentum must be a number >= 0"),
+        ({"lr": 0.1, "nesterov": True}, "nesterov=True needs momentum > 0"),
+    ],
+)
+def test_sgd_rejects_bad_hyperparameters(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        optim.SGD([Parameter(np.ones(2))], **kwargs)
+
+
+def test_adam_rejects_bad_betas_and_empty_params():
+    with pytest.raises(
+        ValueError, match=r"betas must be two numbers in \[0, 1\); got \(0.9, 1.0\)"
+    ):
+        optim.Adam([Parameter(np.ones(2))], betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="params is an empty list"):
+        optim.Adam([])
+    with pytest.raises(TypeError, match=r"params\[0\] must be an xpnet Parameter; got ndarray"):
+        optim.Adam([np.ones(2)])
+
+
+def test_schedules_match_torch():
+    torch = pytest.importorskip("torch")
+
+    def run(make_ours, make_theirs, steps):
+        ours = optim.SGD([Parameter(np.ones(1))], lr=0.1)
+        theirs = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        s_ours, s_theirs = make_ours(ours), make_theirs(theirs)
+        got, expected = [], []
+        for _ in range(steps):
+            got.append(ours.lr)
+            expected.append(theirs.param_groups[0]["lr"])
+            theirs.step()
+            s_ours.step()
+            s_theirs.step()
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+    run(lambda o: optim.StepLR(o, 3, 0.5), lambda t: torch.optim.lr_scheduler.StepLR(t, 3, 0.5), 10)
+    run(
+        lambda o: optim.CosineAnnealingLR(o, 8),
+        lambda t: torch.optim.lr_scheduler.CosineAnnealingLR(t, 8),
+        8,
+    )
+    run(
+        lambda o: optim.OneCycleLR(o, 0.5, 20),
+        lambda t: torch.optim.lr_scheduler.OneCycleLR(
+            t, 0.5, total_steps=20, anneal_strategy="cos", cycle_momentum=False
+        ),
+        20,
+    )
+
+
+def test_onecycle_ends_near_zero_and_peaks_at_max():
+    opt = optim.SGD([Parameter(np.ones(1))], lr=1.0)
+    sched = optim.OneCycleLR(opt, 0.4, 100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.lr)
+        sched.step()
+    assert math.isclose(max(lrs), 0.4)
+    assert lrs[-1] < 1e-5
