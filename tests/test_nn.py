@@ -191,5 +191,5 @@ def test_mse_loss_layer(xp, rng):
 
 def test_repr_is_readable():
     text = repr(small_cnn("numpy"))
-    assert "(0): Conv2d(1, 4, kernel_size=(3, 3)" in text
-    assert "(9): Linear(54, 10, bias=True)" in text
+    assert "(0): Conv2d(in_channels=1, out_channels=4, kernel_size=(3, 3)" in text
+    assert "(9): Linear(in_features=54, out_features=10, bias=True)" in text

@@ -3,7 +3,7 @@
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .layers import AvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, Sequential
 from .losses import CrossEntropyLoss, MSELoss
-from .module import Module, Parameter
+from .module import Module, Parameter, from_spec
 
 __all__ = [
     "AvgPool2d",
@@ -21,4 +21,5 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "from_spec",
 ]

@@ -56,5 +56,5 @@ class Softmax(Module):
     def backward(self, grad_out: Array) -> Array:
         return F.softmax_backward(grad_out, self._saved("_out"), axis=self.axis)
 
-    def extra_repr(self) -> str:
-        return f"axis={self.axis}"
+    def config(self) -> dict[str, Any]:
+        return {"axis": self.axis}

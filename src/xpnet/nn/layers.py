@@ -67,12 +67,16 @@ class Conv2d(Module):
             self.bias.grad = grad_bias
         return grad_x
 
-    def extra_repr(self) -> str:
+    def config(self) -> dict[str, Any]:
         c_out, c_in, kh, kw = self.weight.shape
-        return (
-            f"{c_in}, {c_out}, kernel_size={(kh, kw)}, stride={self.stride}, "
-            f"padding={self.padding}, bias={self.bias is not None}"
-        )
+        return {
+            "in_channels": c_in,
+            "out_channels": c_out,
+            "kernel_size": (kh, kw),
+            "stride": self.stride,
+            "padding": self.padding,
+            "bias": self.bias is not None,
+        }
 
 
 class Linear(Module):
@@ -112,9 +116,9 @@ class Linear(Module):
             self.bias.grad = grad_bias
         return grad_x
 
-    def extra_repr(self) -> str:
+    def config(self) -> dict[str, Any]:
         out_features, in_features = self.weight.shape
-        return f"{in_features}, {out_features}, bias={self.bias is not None}"
+        return {"in_features": in_features, "out_features": out_features, "bias": self.bias is not None}
 
 
 def _default_parameters(
@@ -157,8 +161,8 @@ class _Pool2d(Module):
     def backward(self, grad_out: Array) -> Array:
         return self._backward(grad_out, self._saved("_ctx"))
 
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+    def config(self) -> dict[str, Any]:
+        return {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding}
 
 
 class MaxPool2d(_Pool2d):
@@ -213,8 +217,8 @@ class Dropout(Module):
         xp = namespace_of("Dropout", grad_out=grad_out)
         return xp.where(self._keep, grad_out / (1.0 - self.p), xp.zeros_like(grad_out))
 
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+    def config(self) -> dict[str, Any]:
+        return {"p": self.p}
 
 
 class Sequential(Module):
@@ -245,6 +249,9 @@ class Sequential(Module):
         for layer in reversed(self.layers):
             grad_out = layer.backward(grad_out)
         return grad_out
+
+    def config(self) -> dict[str, Any]:
+        return {"layers": [layer.spec() for layer in self.layers]}
 
     def __getitem__(self, index: int) -> Module:
         return self.layers[index]

@@ -44,6 +44,12 @@ class Module:
     """
 
     param_names: tuple[str, ...] = ()
+    registry: dict[str, type[Module]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            Module.registry[cls.__name__] = cls
 
     def __init__(self) -> None:
         self.training = True
@@ -133,8 +139,37 @@ class Module:
                 device=device(param.data),
             )
 
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this layer (JSON-friendly)."""
+        return {}
+
+    def spec(self) -> dict[str, Any]:
+        """``{"type": class name, "config": ...}``: the architecture, without weights."""
+        return {"type": type(self).__name__, "config": self.config()}
+
     def extra_repr(self) -> str:
-        return ""
+        return ", ".join(f"{k}={v!r}" for k, v in self.config().items())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def from_spec(spec: Mapping[str, Any], *, backend: str | None = None) -> Module:
+    """Build a layer (or a whole :class:`Sequential`) from :meth:`Module.spec`.
+
+    Parameters get PyTorch's default initialisation; load weights with
+    :meth:`Module.load_state_dict`.
+    """
+    kind = spec.get("type")
+    cls = Module.registry.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(f"from_spec: unknown layer type {kind!r}; known: {sorted(Module.registry)}")
+    config = dict(spec.get("config", {}))
+    if kind == "Sequential":
+        return cls(*(from_spec(child, backend=backend) for child in config["layers"]))
+    if "backend" in cls.__init__.__code__.co_varnames:
+        config["backend"] = backend
+    for key in ("kernel_size", "stride", "padding"):
+        if isinstance(config.get(key), list):
+            config[key] = tuple(config[key])
+    return cls(**config)

@@ -1,0 +1,51 @@
+"""Sessions: ``nox`` runs the tests on every backend (one session each) and the linters.
+
+- ``nox -s "tests(backend='numpy')"``: the suite on one backend (``array_api_strict``,
+  ``torch`` and ``cupy`` likewise). A backend that is not usable here is skipped with the
+  reason, never failed.
+- ``nox -s lint``: ruff check and ruff format --check.
+- ``nox -s bench``: the benchmarks (not a default session).
+
+PyTorch is the tests' reference: ``XPNET_TORCH`` names the requirement to install
+(default ``torch==2.13.0``); CuPy's wheel is ``XPNET_CUPY`` (default ``cupy-cuda13x``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+nox.options.default_venv_backend = "virtualenv"
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_venv = "yes"
+
+BACKENDS = ["numpy", "array_api_strict", "torch", "cupy"]
+TORCH = os.environ.get("XPNET_TORCH", "torch==2.13.0")
+CUPY = os.environ.get("XPNET_CUPY", "cupy-cuda13x")
+
+
+@nox.session
+@nox.parametrize("backend", BACKENDS)
+def tests(session: nox.Session, backend: str) -> None:
+    """Run the test suite with the ``xp`` fixture restricted to one backend."""
+    requirements = [".[test,plot]", TORCH]
+    if backend == "cupy":
+        if shutil.which("nvidia-smi") is None:
+            session.skip("cupy: no NVIDIA GPU on this machine (nvidia-smi not found)")
+        requirements.append(CUPY)
+    session.install(*requirements)
+    session.run(
+        "pytest",
+        *session.posargs,
+        env={"XPNET_TEST_BACKENDS": backend, "MPLBACKEND": "Agg"},
+    )
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the whole tree."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")

@@ -1,0 +1,93 @@
+"""A reader for the IDX format of MNIST, strict about what it accepts.
+
+Big-endian header: two zero bytes, a type code (0x08 = unsigned byte), the number of
+dimensions, then one 32-bit size per dimension, then the data, row-major. A file that is
+truncated, corrupt, too long or not gzip where it should be raises :class:`IDXError`
+naming the file: never a silent reshape.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+UNSIGNED_BYTE = 0x08
+
+
+class IDXError(ValueError):
+    """An IDX file is malformed, truncated or fails its checksum."""
+
+
+def read_idx_bytes(path: str | Path) -> bytes:
+    """The uncompressed bytes of an IDX file (``.gz`` is decompressed)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"IDX file not found: {path}") from None
+    if path.suffix != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise IDXError(f"{path}: not a valid gzip file ({exc})") from None
+
+
+def parse_idx(data: bytes, name: str, *, expected_ndim: int | None = None) -> np.ndarray:
+    """Parse uncompressed IDX ``data``; ``name`` is used in error messages."""
+    if len(data) < 4:
+        raise IDXError(f"{name}: too short for an IDX header ({len(data)} bytes)")
+    zero, type_code, ndim = int.from_bytes(data[:2], "big"), data[2], data[3]
+    if zero != 0 or type_code != UNSIGNED_BYTE or ndim == 0:
+        magic = int.from_bytes(data[:4], "big")
+        raise IDXError(
+            f"{name}: bad magic number 0x{magic:08x}; expected 0x000008NN "
+            "(unsigned bytes, NN dimensions)"
+        )
+    if expected_ndim is not None and ndim != expected_ndim:
+        raise IDXError(f"{name}: expected {expected_ndim} dimensions; the header says {ndim}")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise IDXError(f"{name}: truncated header ({len(data)} of {header} bytes)")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape, dtype=np.int64))
+    got = len(data) - header
+    if got != expected:
+        state = "truncated" if got < expected else "too long"
+        raise IDXError(
+            f"{name}: {state}: the header's shape {shape} needs {expected} data bytes; "
+            f"the file has {got}"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def read_idx(
+    path: str | Path, *, expected_ndim: int | None = None, md5: str | None = None
+) -> np.ndarray:
+    """Read an IDX file (optionally gzip-compressed) into a uint8 NumPy array.
+
+    Parameters
+    ----------
+    path : path
+        The file; a ``.gz`` suffix means gzip-compressed.
+    expected_ndim : int, optional
+        Reject files with another number of dimensions.
+    md5 : str, optional
+        Expected md5 of the uncompressed content.
+
+    Raises
+    ------
+    IDXError
+        Naming the file: bad gzip, bad magic number, wrong dimensions, truncated or
+        over-long data, or a checksum mismatch.
+    """
+    data = read_idx_bytes(path)
+    if md5 is not None:
+        digest = hashlib.md5(data).hexdigest()
+        if digest != md5:
+            raise IDXError(f"{path}: checksum mismatch: expected md5 {md5}, got {digest}")
+    return parse_idx(data, str(path), expected_ndim=expected_ndim)

@@ -1,0 +1,77 @@
+"""Ready-made MNIST networks (28x28 single-channel input, 10 classes, logits out)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .init import make_rng
+from .nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Sigmoid, Tanh
+from .nn.layers import AvgPool2d
+
+
+def seed_cnn(*, seed: int | None = 0, backend: str | None = None) -> Sequential:
+    """The classic from-scratch net: conv 8@5x5, sigmoid, 2x2 max-pool, affine to 10.
+
+    Returns logits; the softmax lives in the cross-entropy loss.
+    """
+    rng = make_rng(seed)
+    return Sequential(
+        Conv2d(1, 8, 5, rng=rng, backend=backend),
+        Sigmoid(),
+        MaxPool2d(2),
+        Flatten(),
+        Linear(8 * 12 * 12, 10, rng=rng, backend=backend),
+    )
+
+
+def lenet5(*, seed: int | None = 0, backend: str | None = None) -> Sequential:
+    """LeNet-5 (LeCun et al. 1998) with tanh and average pooling, padded to 32x32 input."""
+    rng = make_rng(seed)
+    return Sequential(
+        Conv2d(1, 6, 5, padding=2, rng=rng, backend=backend),
+        Tanh(),
+        AvgPool2d(2),
+        Conv2d(6, 16, 5, rng=rng, backend=backend),
+        Tanh(),
+        AvgPool2d(2),
+        Flatten(),
+        Linear(16 * 5 * 5, 120, rng=rng, backend=backend),
+        Tanh(),
+        Linear(120, 84, rng=rng, backend=backend),
+        Tanh(),
+        Linear(84, 10, rng=rng, backend=backend),
+    )
+
+
+def mnist_cnn(*, seed: int | None = 0, backend: str | None = None) -> Sequential:
+    """The default: two 5x5 conv blocks (16 and 32 filters) with 2x2 max-pool, and a dense
+    head. Reaches >= 99% test accuracy in 2 epochs with Adam and a one-cycle schedule;
+    see the README for how it was chosen."""
+    rng = make_rng(seed)
+    return Sequential(
+        Conv2d(1, 16, 5, rng=rng, backend=backend),
+        ReLU(),
+        MaxPool2d(2),
+        Conv2d(16, 32, 5, rng=rng, backend=backend),
+        ReLU(),
+        MaxPool2d(2),
+        Flatten(),
+        Linear(32 * 4 * 4, 128, rng=rng, backend=backend),
+        ReLU(),
+        Linear(128, 10, rng=rng, backend=backend),
+    )
+
+
+MODELS: dict[str, Callable[..., Sequential]] = {
+    "mnist_cnn": mnist_cnn,
+    "lenet5": lenet5,
+    "seed_cnn": seed_cnn,
+}
+"""Model builders by name, as the CLI's ``--model`` takes them."""
+
+
+def build(name: str, *, seed: int | None = 0, backend: str | None = None) -> Sequential:
+    """Build the model called ``name`` (one of :data:`MODELS`)."""
+    if name not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}; got {name!r}")
+    return MODELS[name](seed=seed, backend=backend)

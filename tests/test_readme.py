@@ -1,0 +1,21 @@
+"""The README's example runs as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_example_runs(capsys):
+    blocks = python_blocks()
+    assert blocks, "README has no python example"
+    example = blocks[0]
+    assert len(example.strip().splitlines()) <= 16
+    exec(compile(example, str(README), "exec"), {})
+    assert re.match(r"loss \d+\.\d{4}", capsys.readouterr().out)
