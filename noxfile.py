@@ -49,3 +49,14 @@ def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: per-layer times and MNIST training, xpnet vs PyTorch (``-- --quick`` for a smoke run)."""
+    requirements = [".[plot]", TORCH, "threadpoolctl"]
+    if shutil.which("nvidia-smi") is not None:
+        requirements.append(CUPY)
+    session.install(*requirements)
+    session.run("python", "benchmarks/ops.py", *session.posargs)
+    session.run("python", "benchmarks/mnist.py", *session.posargs)

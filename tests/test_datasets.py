@@ -13,7 +13,9 @@ from xpnet.datasets.mnist import MNIST_FILES, embedded_mnist_dir
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(s).to_bytes(4, "big") for s in array.shape
+    )
     return header + array.astype(np.uint8).tobytes()
 
 
@@ -29,7 +31,10 @@ def test_round_trip(tmp_path):
 
 def test_truncated_and_too_long(tmp_path):
     data = idx_bytes(np.zeros((2, 3, 4)))
-    with pytest.raises(IDXError, match=r"x: truncated: the header's shape \(2, 3, 4\) needs 24 data bytes; the file has 23"):
+    with pytest.raises(
+        IDXError,
+        match=r"x: truncated: the header's shape \(2, 3, 4\) needs 24 data bytes; the file has 23",
+    ):
         parse_idx(data[:-1], "x")
     with pytest.raises(IDXError, match=r"x: too long: .* needs 24 data bytes; the file has 25"):
         parse_idx(data + b"\0", "x")
@@ -61,7 +66,9 @@ def test_checksum_mismatch_names_the_file(tmp_path):
     data = idx_bytes(np.zeros((2, 2)))
     path = tmp_path / "labels.gz"
     path.write_bytes(gzip.compress(data))
-    with pytest.raises(IDXError, match=r"labels.gz: checksum mismatch: expected md5 0+, got [0-9a-f]{32}"):
+    with pytest.raises(
+        IDXError, match=r"labels.gz: checksum mismatch: expected md5 0+, got [0-9a-f]{32}"
+    ):
         read_idx(path, md5="0" * 32)
 
 

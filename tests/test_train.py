@@ -49,8 +49,16 @@ def test_batches_cover_the_data_once_per_epoch_on_device(xp, backend):
     x = np.arange(n, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
     y = np.arange(n) % 4
     layer = Recorder(3, 4, rng=0, backend=backend)
-    fit(nn.Sequential(layer), nn.CrossEntropyLoss(), optim.SGD(layer.parameters(), lr=0.0), (x, y),
-        epochs=2, batch_size=16, progress=False, log=None)
+    fit(
+        nn.Sequential(layer),
+        nn.CrossEntropyLoss(),
+        optim.SGD(layer.parameters(), lr=0.0),
+        (x, y),
+        epochs=2,
+        batch_size=16,
+        progress=False,
+        log=None,
+    )
     assert {b for b, _ in layer.seen} == {backend}
     assert [len(v) for _, v in layer.seen] == [16, 16, 16, 2] * 2
     first = np.concatenate([v for _, v in layer.seen[:4]])
@@ -65,8 +73,18 @@ def test_training_learns_and_is_reproducible(xp, backend, digits):
     def run():
         model = digits_model(backend)
         opt = optim.Adam(model.parameters(), lr=0.01)
-        history = fit(model, nn.CrossEntropyLoss(), opt, digits[0], epochs=3, batch_size=32,
-                      val=digits[1], seed=7, progress=False, log=None)
+        history = fit(
+            model,
+            nn.CrossEntropyLoss(),
+            opt,
+            digits[0],
+            epochs=3,
+            batch_size=32,
+            val=digits[1],
+            seed=7,
+            progress=False,
+            log=None,
+        )
         return model, history
 
     model_a, hist_a = run()
@@ -87,8 +105,17 @@ def test_training_learns_and_is_reproducible(xp, backend, digits):
 def test_summary_line_per_epoch(digits):
     lines: list[str] = []
     model = digits_model("numpy")
-    fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), digits[0], epochs=2,
-        batch_size=64, val=digits[1], progress=False, log=lines.append)
+    fit(
+        model,
+        nn.CrossEntropyLoss(),
+        optim.SGD(model.parameters(), lr=0.1),
+        digits[0],
+        epochs=2,
+        batch_size=64,
+        val=digits[1],
+        progress=False,
+        log=lines.append,
+    )
     assert len(lines) == 2
     assert lines[1].startswith("epoch 2/2  loss ")
     assert "val_acc" in lines[1]
@@ -96,8 +123,16 @@ def test_summary_line_per_epoch(digits):
 
 def test_checkpoint_is_portable_across_backends(tmp_path, xp, backend, digits):
     model = digits_model("numpy")
-    fit(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=0.01), digits[0], epochs=1,
-        batch_size=32, progress=False, log=None)
+    fit(
+        model,
+        nn.CrossEntropyLoss(),
+        optim.Adam(model.parameters(), lr=0.01),
+        digits[0],
+        epochs=1,
+        batch_size=32,
+        progress=False,
+        log=None,
+    )
     path = save_checkpoint(tmp_path / "m.npz", model, state={"note": "x"})
     loaded = load_checkpoint(path, backend=backend)
     assert xpnet.backend_of(loaded.model.parameters()[0].data) == backend
@@ -136,9 +171,21 @@ def _train(digits, path, *, epochs=2, resume=False, on_step=None):
     model = digits_model("numpy")
     opt = optim.Adam(model.parameters(), lr=0.01)
     sched = optim.OneCycleLR(opt, 0.01, epochs * 19)
-    history = fit(model, nn.CrossEntropyLoss(), opt, digits[0], epochs=epochs, batch_size=32,
-                  seed=3, scheduler=sched, checkpoint=path, resume=resume, progress=False,
-                  log=None, on_step=on_step)
+    history = fit(
+        model,
+        nn.CrossEntropyLoss(),
+        opt,
+        digits[0],
+        epochs=epochs,
+        batch_size=32,
+        seed=3,
+        scheduler=sched,
+        checkpoint=path,
+        resume=resume,
+        progress=False,
+        log=None,
+        on_step=on_step,
+    )
     return model, history
 
 
@@ -173,12 +220,35 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     model = digits_model("numpy")
     holder["model"] = model
     opt = optim.SGD(model.parameters(), lr=0.05)
-    fit(model, nn.CrossEntropyLoss(), opt, digits[0], epochs=1, batch_size=32, checkpoint=path,
-        progress=False, log=None)
+    fit(
+        model,
+        nn.CrossEntropyLoss(),
+        opt,
+        digits[0],
+        epochs=1,
+        batch_size=32,
+        checkpoint=path,
+        progress=False,
+        log=None,
+    )
     good = path.read_bytes()
-    with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 2, step 4 \(global step 23\); last good checkpoint: .*c.npz"):
-        fit(model, nn.CrossEntropyLoss(), opt, digits[0], epochs=3, batch_size=32, checkpoint=path,
-            resume=True, progress=False, log=None, on_step=poison)
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"loss is nan at epoch 2, step 4 \(global step 23\); last good checkpoint: .*c.npz",
+    ):
+        fit(
+            model,
+            nn.CrossEntropyLoss(),
+            opt,
+            digits[0],
+            epochs=3,
+            batch_size=32,
+            checkpoint=path,
+            resume=True,
+            progress=False,
+            log=None,
+            on_step=poison,
+        )
     assert path.read_bytes() == good
 
 
@@ -188,7 +258,9 @@ def test_fit_rejects_bad_arguments(digits):
     crit = nn.CrossEntropyLoss()
     with pytest.raises(ValueError, match="epochs must be an int >= 1; got 0"):
         fit(model, crit, opt, digits[0], epochs=0)
-    with pytest.raises(ValueError, match=r"train: images \(600\) and labels \(599\) differ in count"):
+    with pytest.raises(
+        ValueError, match=r"train: images \(600\) and labels \(599\) differ in count"
+    ):
         fit(model, crit, opt, (digits[0][0], digits[0][1][:-1]), epochs=1)
     with pytest.raises(ValueError, match=r"train: labels must lie in \[0, 10\); got \[3, 12\]"):
         fit(model, crit, opt, (digits[0][0], digits[0][1] + 3), epochs=1)
@@ -201,5 +273,7 @@ def test_shipped_models_shapes():
     for name in models.MODELS:
         model = models.build(name, backend="numpy")
         assert model(x).shape == (2, 10), name
-    with pytest.raises(ValueError, match="model must be one of mnist_cnn, lenet5, seed_cnn; got 'vgg'"):
+    with pytest.raises(
+        ValueError, match="model must be one of mnist_cnn, lenet5, seed_cnn; got 'vgg'"
+    ):
         models.build("vgg")

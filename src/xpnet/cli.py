@@ -21,6 +21,7 @@ from .nn import CrossEntropyLoss
 from .train import TrainingDiverged, evaluate, fit, predict
 
 DEFAULT_LR = {"adam": 5e-3, "sgd": 0.05}
+MODEL_LR_SCALE = {"seed_cnn": 2.0}  # the shallow sigmoid net likes a larger step (README table)
 
 
 class CLIError(Exception):
@@ -46,7 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, default=2)
     tr.add_argument("--batch-size", type=int, default=128)
     tr.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
-    tr.add_argument("--lr", type=float, help="peak learning rate (default: adam 5e-3, sgd 0.05)")
+    tr.add_argument(
+        "--lr",
+        type=float,
+        help="peak learning rate (default: adam 5e-3, sgd 0.05; twice that for seed_cnn)",
+    )
     tr.add_argument(
         "--schedule", choices=["onecycle", "cosine", "step", "none"], default="onecycle"
     )
@@ -72,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _limit(arrays: tuple[np.ndarray, np.ndarray], limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _limit(
+    arrays: tuple[np.ndarray, np.ndarray], limit: int | None
+) -> tuple[np.ndarray, np.ndarray]:
     if limit is None:
         return arrays
     if limit < 1:
@@ -88,8 +95,14 @@ def _load_data(data_dir: Path | None, limit: int | None) -> tuple[Any, Any]:
     return _limit(train, limit), _limit(test, limit)
 
 
+def _peak_lr(args: argparse.Namespace) -> float:
+    if args.lr is not None:
+        return args.lr
+    return DEFAULT_LR[args.optimizer] * MODEL_LR_SCALE.get(args.model, 1.0)
+
+
 def _make_optimizer(args: argparse.Namespace, params: list, steps: int) -> tuple[Any, Any]:
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    lr = _peak_lr(args)
     if args.optimizer == "adam":
         opt = optim.Adam(params, lr=lr)
     else:
@@ -106,7 +119,9 @@ def _make_optimizer(args: argparse.Namespace, params: list, steps: int) -> tuple
 def cmd_train(args: argparse.Namespace) -> int:
     backend = _backend(args.backend)
     if args.epochs < 1 or args.batch_size < 1:
-        raise CLIError(f"--epochs and --batch-size must be >= 1; got {args.epochs}, {args.batch_size}")
+        raise CLIError(
+            f"--epochs and --batch-size must be >= 1; got {args.epochs}, {args.batch_size}"
+        )
     train_set, test_set = _load_data(args.data_dir, args.limit)
     model = models.build(args.model, seed=args.seed, backend=backend)
     steps = args.epochs * -(-len(train_set[0]) // args.batch_size)
@@ -116,14 +131,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     ckpt = out / "model.npz"
     if ckpt.exists() and not args.resume:
         raise CLIError(f"{ckpt} exists: pass --resume to continue that run, or another --out")
-    print(f"training {args.model} on {backend} ({len(train_set[0])} images, {args.epochs} epochs, "
-          f"batch {args.batch_size}, {args.optimizer} lr {opt.lr:.2e} {args.schedule})")
+    peak_lr = _peak_lr(args)
+    print(
+        f"training {args.model} on {backend} ({len(train_set[0])} images, {args.epochs} epochs, "
+        f"batch {args.batch_size}, {args.optimizer} peak lr {peak_lr:.1e}, {args.schedule})"
+    )
     started = time.perf_counter()
     try:
         history = fit(
-            model, CrossEntropyLoss(), opt, train_set, epochs=args.epochs,
-            batch_size=args.batch_size, val=test_set, seed=args.seed, scheduler=scheduler,
-            checkpoint=ckpt, resume=args.resume, progress=not args.no_progress,
+            model,
+            CrossEntropyLoss(),
+            opt,
+            train_set,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            val=test_set,
+            seed=args.seed,
+            scheduler=scheduler,
+            checkpoint=ckpt,
+            resume=args.resume,
+            progress=not args.no_progress,
             checkpoint_meta={"normalize": [MNIST_MEAN, MNIST_STD], "model_name": args.model},
         )
     except KeyboardInterrupt:
@@ -140,9 +167,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_report(out: Path, args: argparse.Namespace, backend: str, history: Any,
-                 metrics: dict[str, float], probs: np.ndarray, labels: np.ndarray,
-                 elapsed: float) -> None:
+def write_report(
+    out: Path,
+    args: argparse.Namespace,
+    backend: str,
+    history: Any,
+    metrics: dict[str, float],
+    probs: np.ndarray,
+    labels: np.ndarray,
+    elapsed: float,
+) -> None:
     """metrics.json, curves.png and confusion.png in ``out``."""
     from .plots import confusion_matrix
 
@@ -160,7 +194,11 @@ def write_report(out: Path, args: argparse.Namespace, backend: str, history: Any
         "seconds": elapsed,
         "history": history.to_dict(),
         "confusion_matrix": matrix.tolist(),
-        "versions": {"xpnet": __version__, "python": platform.python_version(), "numpy": np.__version__},
+        "versions": {
+            "xpnet": __version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
@@ -171,8 +209,10 @@ def write_report(out: Path, args: argparse.Namespace, backend: str, history: Any
         plot_confusion(matrix, out / "confusion.png", f"{args.model} on {backend}")
         print(f"wrote {out / 'model.npz'}, metrics.json, curves.png, confusion.png")
     except ImportError:
-        print(f"wrote {out / 'model.npz'} and metrics.json; matplotlib not installed: plots "
-              "skipped (pip install 'xpnet[plot]')")
+        print(
+            f"wrote {out / 'model.npz'} and metrics.json; matplotlib not installed: plots "
+            "skipped (pip install 'xpnet[plot]')"
+        )
 
 
 def _open_checkpoint(path: Path, backend: str) -> Any:
@@ -187,7 +227,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ckpt = _open_checkpoint(args.checkpoint, backend)
     _, test_set = _load_data(args.data_dir, args.limit)
     metrics = evaluate(ckpt.model, *test_set)
-    print(f"{args.checkpoint} on {backend}: {len(test_set[1])} test images, loss {metrics['loss']:.4f}")
+    print(
+        f"{args.checkpoint} on {backend}: {len(test_set[1])} test images, loss {metrics['loss']:.4f}"
+    )
     print(f"test_accuracy: {metrics['accuracy']:.4f}")
     return 0
 
@@ -229,7 +271,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "info": cmd_info}
+    handler = {
+        "train": cmd_train,
+        "evaluate": cmd_evaluate,
+        "predict": cmd_predict,
+        "info": cmd_info,
+    }
     try:
         return handler[args.command](args)
     except CLIError as exc:

@@ -113,8 +113,13 @@ def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
         return None
     # disable=None: quiet when stdout is not a terminal.
     return tqdm(
-        total=total, initial=initial, desc=desc, leave=False, disable=None if enabled else True,
-        file=sys.stdout, dynamic_ncols=True,
+        total=total,
+        initial=initial,
+        desc=desc,
+        leave=False,
+        disable=None if enabled else True,
+        file=sys.stdout,
+        dynamic_ncols=True,
     )
 
 
@@ -202,11 +207,18 @@ def fit(
     def save(epoch: int, step: int, partial_sums: dict[str, float]) -> None:
         if checkpoint is not None:
             state = {
-                "epoch": epoch, "step": step, "seed": seed, "epochs": epochs,
-                "batch_size": batch_size, "history": history.to_dict(), "partial": partial_sums,
+                "epoch": epoch,
+                "step": step,
+                "seed": seed,
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "history": history.to_dict(),
+                "partial": partial_sums,
                 **(checkpoint_meta or {}),
             }
-            save_checkpoint(checkpoint, model, optimizer=optimizer, scheduler=scheduler, state=state)
+            save_checkpoint(
+                checkpoint, model, optimizer=optimizer, scheduler=scheduler, state=state
+            )
 
     model.train()
     with _deferred_interrupt() as interrupted:
@@ -223,22 +235,10 @@ def fit(
             started = time.perf_counter()
             bar = _progress(steps_per_epoch, first, f"epoch {epoch + 1}/{epochs}", progress)
 
-            def sync() -> None:
-                if not window:
-                    return
-                values = to_numpy(xp.stack([v for _, v in window]))
-                for (global_step, _), value in zip(window, values):
-                    if not np.isfinite(value):
-                        where = f"epoch {epoch + 1}, step {global_step - epoch * steps_per_epoch}"
-                        kept = f"; last good checkpoint: {checkpoint}" if checkpoint else ""
-                        raise TrainingDiverged(
-                            f"training stopped: loss is {value} at {where} "
-                            f"(global step {global_step}){kept}"
-                        )
-                window.clear()
-
             for step in range(first, steps_per_epoch):
-                index = order[step * batch_size : min((step + 1) * batch_size, n)]  # in-bounds stop: the standard leaves others unspecified
+                index = order[
+                    step * batch_size : min((step + 1) * batch_size, n)
+                ]  # in-bounds stop: the standard leaves others unspecified
                 xb, yb = xp.take(x, index, axis=0), xp.take(y, index, axis=0)
                 logits = model(xb)
                 batch_loss = loss(logits, yb)
@@ -256,14 +256,21 @@ def fit(
                 if on_step is not None:
                     on_step(global_step)
                 if (step + 1) % sync_every == 0 or interrupted():
-                    sync()
+                    _check_losses(xp, window, epoch, steps_per_epoch, checkpoint)
                     if bar is not None:
                         bar.update(sync_every if not interrupted() else 0)
-                        bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.4f}")
+                        bar.set_postfix(
+                            loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.4f}"
+                        )
                 if interrupted():
-                    sync()
+                    _check_losses(xp, window, epoch, steps_per_epoch, checkpoint)
                     seconds += time.perf_counter() - started
-                    sums = {"loss_sum": float(loss_sum), "correct": int(correct), "seen": seen, "seconds": seconds}
+                    sums = {
+                        "loss_sum": float(loss_sum),
+                        "correct": int(correct),
+                        "seen": seen,
+                        "seconds": seconds,
+                    }
                     save(epoch, step + 1, sums)
                     if bar is not None:
                         bar.close()
@@ -271,7 +278,7 @@ def fit(
                         where = f" to {checkpoint}" if checkpoint else " (no checkpoint path given)"
                         log(f"interrupted at epoch {epoch + 1}, step {step + 1}: saved{where}")
                     raise KeyboardInterrupt
-            sync()
+            _check_losses(xp, window, epoch, steps_per_epoch, checkpoint)
             if bar is not None:
                 bar.close()
             history.seconds.append(seconds + time.perf_counter() - started)
@@ -288,10 +295,26 @@ def fit(
     return history
 
 
+def _check_losses(
+    xp: Any, window: list[tuple[int, Array]], epoch: int, steps_per_epoch: int, checkpoint: Any
+) -> None:
+    """Read the window's losses back in one transfer; raise on the first NaN/inf, else clear."""
+    if not window:
+        return
+    values = to_numpy(xp.stack([loss for _, loss in window]))
+    for (global_step, _), value in zip(window, values):
+        if not np.isfinite(value):
+            where = f"epoch {epoch + 1}, step {global_step - epoch * steps_per_epoch}"
+            kept = f"; last good checkpoint: {checkpoint}" if checkpoint else ""
+            raise TrainingDiverged(
+                f"training stopped: loss is {value} at {where} (global step {global_step}){kept}"
+            )
+    window.clear()
+
+
 def _summary(history: History, epoch: int, epochs: int) -> str:
     line = (
-        f"epoch {epoch + 1}/{epochs}  loss {history.loss[-1]:.4f}  "
-        f"acc {history.accuracy[-1]:.4f}"
+        f"epoch {epoch + 1}/{epochs}  loss {history.loss[-1]:.4f}  acc {history.accuracy[-1]:.4f}"
     )
     if history.val_accuracy:
         line += f"  val_loss {history.val_loss[-1]:.4f}  val_acc {history.val_accuracy[-1]:.4f}"
@@ -334,5 +357,7 @@ def evaluate(model: Module, x: Any, y: Any, *, batch_size: int = 1000) -> dict[s
 
 def predict(model: Module, x: Any, *, batch_size: int = 1000) -> np.ndarray:
     """Class probabilities (N, n_classes) of ``model`` on images ``x``, as NumPy float64."""
-    parts = [to_numpy(softmax(logits, axis=1)) for _, logits in _batched_logits(model, x, batch_size)]
+    parts = [
+        to_numpy(softmax(logits, axis=1)) for _, logits in _batched_logits(model, x, batch_size)
+    ]
     return np.concatenate(parts).astype(np.float64)

@@ -118,7 +118,11 @@ class Linear(Module):
 
     def config(self) -> dict[str, Any]:
         out_features, in_features = self.weight.shape
-        return {"in_features": in_features, "out_features": out_features, "bias": self.bias is not None}
+        return {
+            "in_features": in_features,
+            "out_features": out_features,
+            "bias": self.bias is not None,
+        }
 
 
 def _default_parameters(

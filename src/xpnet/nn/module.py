@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from array_api_compat import device
 
@@ -44,7 +44,7 @@ class Module:
     """
 
     param_names: tuple[str, ...] = ()
-    registry: dict[str, type[Module]] = {}
+    registry: ClassVar[dict[str, type[Module]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -163,7 +163,9 @@ def from_spec(spec: Mapping[str, Any], *, backend: str | None = None) -> Module:
     kind = spec.get("type")
     cls = Module.registry.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise ValueError(f"from_spec: unknown layer type {kind!r}; known: {sorted(Module.registry)}")
+        raise ValueError(
+            f"from_spec: unknown layer type {kind!r}; known: {sorted(Module.registry)}"
+        )
     config = dict(spec.get("config", {}))
     if kind == "Sequential":
         return cls(*(from_spec(child, backend=backend) for child in config["layers"]))

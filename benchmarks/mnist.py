@@ -1,0 +1,248 @@
+"""MNIST training: xpnet (each backend) against the same model in PyTorch, in one run.
+
+    python benchmarks/mnist.py [--quick] [--repeats N] [--out DIR]
+
+Measures, interleaved over repeats (medians and spread):
+- the training step at batch 128 (forward, backward, Adam step on one fixed batch);
+- one full training epoch (Adam + one-cycle, batch 128, data already on the device);
+- once per implementation, the training time to reach 99% test accuracy with the default
+  recipe (2 epochs), test accuracy measured after each epoch and not timed.
+PyTorch's model is built from xpnet's own architecture spec and starts from the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import xpnet
+from _common import bar_plot, synchronizer, time_it, write_results
+from xpnet import models, nn, optim, train
+from xpnet.datasets import load_mnist
+
+LR, BATCH = 5e-3, 128
+
+
+def torch_twin(model: nn.Module, device: str):
+    """The same architecture and weights as a ``torch.nn.Sequential``."""
+    import torch
+
+    tnn = torch.nn
+    layers = []
+    for spec in model.spec()["config"]["layers"]:
+        kind, cfg = spec["type"], spec["config"]
+        if kind == "Conv2d":
+            layers.append(
+                tnn.Conv2d(
+                    cfg["in_channels"],
+                    cfg["out_channels"],
+                    tuple(cfg["kernel_size"]),
+                    stride=tuple(cfg["stride"]),
+                    padding=tuple(cfg["padding"]),
+                    bias=cfg["bias"],
+                )
+            )
+        elif kind == "Linear":
+            layers.append(tnn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg["bias"]))
+        elif kind in ("MaxPool2d", "AvgPool2d"):
+            layers.append(
+                getattr(tnn, kind)(cfg["kernel_size"], stride=cfg["stride"], padding=cfg["padding"])
+            )
+        else:
+            layers.append(getattr(tnn, kind)())
+    twin = tnn.Sequential(*layers)
+    twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
+    return twin.to(device)
+
+
+def implementations() -> list[str]:
+    impls = ["xpnet-numpy"]
+    if "cupy" in xpnet.available_backends():
+        impls.append("xpnet-cupy")
+    try:
+        import torch
+
+        impls.append("torch-cpu")
+        if torch.cuda.is_available():
+            impls.append("torch-cuda")
+    except ImportError:
+        pass
+    return impls
+
+
+class Trainer:
+    """One implementation's model, optimizer and data, with the same recipe for all."""
+
+    def __init__(self, impl: str, data: tuple, seed: int, total_steps: int) -> None:
+        self.impl = impl
+        self.sync = synchronizer(impl)
+        (x, y), self.test = data
+        reference = models.mnist_cnn(seed=seed, backend="numpy")
+        if impl.startswith("xpnet"):
+            backend = impl.split("-")[1]
+            self.model = reference.to(backend)
+            self.opt = optim.Adam(self.model.parameters(), lr=LR)
+            self.sched = optim.OneCycleLR(self.opt, LR, total_steps)
+            self.loss = nn.CrossEntropyLoss(check_range=False)
+            self.x, self.y = train.to_model_device(self.model, x, y)
+        else:
+            import torch
+
+            dev = "cuda" if impl == "torch-cuda" else "cpu"
+            self.model = torch_twin(reference, dev)
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=LR)
+            self.sched = torch.optim.lr_scheduler.OneCycleLR(
+                self.opt, LR, total_steps=total_steps, anneal_strategy="cos", cycle_momentum=False
+            )
+            self.x, self.y = torch.tensor(x, device=dev), torch.tensor(y, device=dev)
+        self.seed = seed
+
+    def step(self, xb: Any, yb: Any) -> None:
+        if self.impl.startswith("xpnet"):
+            self.loss(self.model(xb), yb)
+            self.model.backward(self.loss.backward())
+            self.opt.step()
+        else:
+            import torch.nn.functional as tf
+
+            self.opt.zero_grad(set_to_none=True)
+            tf.cross_entropy(self.model(xb), yb).backward()
+            self.opt.step()
+        self.sched.step()
+
+    def epoch(self, epoch: int) -> float:
+        """Seconds for one epoch over the data (seeded permutation, batches on device)."""
+        n = self.x.shape[0]
+        order = np.random.default_rng([self.seed, epoch]).permutation(n)
+        if self.impl.startswith("xpnet"):
+            xp = xpnet.namespace(self.impl.split("-")[1])
+            order = xpnet.asarray(order, backend=self.impl.split("-")[1])
+            take = lambda a, idx: xp.take(a, idx, axis=0)  # noqa: E731
+        else:
+            import torch
+
+            order = torch.tensor(order, device=self.x.device)
+            take = lambda a, idx: a[idx]  # noqa: E731
+        self.sync()
+        start = time.perf_counter()
+        for first in range(0, n, BATCH):
+            idx = order[first : min(first + BATCH, n)]
+            self.step(take(self.x, idx), take(self.y, idx))
+        self.sync()
+        return time.perf_counter() - start
+
+    def accuracy(self) -> float:
+        x_test, y_test = self.test
+        if self.impl.startswith("xpnet"):
+            return train.evaluate(self.model, x_test, y_test)["accuracy"]
+        import torch
+
+        self.model.eval()
+        with torch.no_grad():
+            xt = torch.tensor(x_test, device=self.x.device)
+            pred = torch.cat(
+                [self.model(xt[i : i + 1000]).argmax(1) for i in range(0, len(xt), 1000)]
+            )
+        self.model.train()
+        return float((pred.cpu().numpy() == y_test).mean())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="a 1,024-image subset, 1 repeat (CI smoke run)"
+    )
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (1 if args.quick else 3)
+    (x, y), (xt, yt) = load_mnist(normalize=True)
+    if args.quick:
+        x, y, xt, yt = x[:1024], y[:1024], xt[:1000], yt[:1000]
+    data = ((x, y), (xt, yt))
+    steps_per_epoch = -(-len(x) // BATCH)
+    impls = implementations()
+    results: dict[str, Any] = {impl: {"epoch_s": []} for impl in impls}
+
+    for impl in impls:  # training step at batch 128, one fixed batch
+        trainer = Trainer(impl, data, seed=0, total_steps=10_000)
+        xb, yb = trainer.x[:BATCH], trainer.y[:BATCH]
+        results[impl]["step_b128"] = time_it(
+            lambda t=trainer, a=xb, b=yb: t.step(a, b),
+            trainer.sync,
+            warmup=3,
+            repeats=5 if args.quick else 30,
+        )
+    for repeat in range(repeats):  # interleaved epochs
+        for impl in impls:
+            seconds = Trainer(impl, data, seed=repeat, total_steps=steps_per_epoch).epoch(0)
+            results[impl]["epoch_s"].append(seconds)
+            print(f"repeat {repeat + 1}/{repeats}  {impl:<12} epoch {seconds:7.2f} s", flush=True)
+    for impl in impls:  # time to 99% test accuracy, default recipe (2 epochs)
+        trainer = Trainer(impl, data, seed=0, total_steps=2 * steps_per_epoch)
+        elapsed, reached, accuracies = 0.0, None, []
+        for epoch in range(2):
+            elapsed += trainer.epoch(epoch)
+            accuracies.append(trainer.accuracy())
+            if reached is None and accuracies[-1] >= 0.99:
+                reached = elapsed
+        results[impl]["time_to_99_s"] = reached
+        results[impl]["test_accuracy_per_epoch"] = accuracies
+        print(f"{impl:<12} test accuracy per epoch {accuracies}; 99% after {reached} s", flush=True)
+
+    for impl in impls:
+        epochs = results[impl]["epoch_s"]
+        results[impl]["epoch_median_s"] = float(np.median(epochs))
+        results[impl]["epoch_spread_s"] = [min(epochs), max(epochs)]
+    ratios = {}
+    if "torch-cpu" in results:
+        ratios["step b128: xpnet-numpy / torch-cpu"] = (
+            results["xpnet-numpy"]["step_b128"]["median_s"]
+            / results["torch-cpu"]["step_b128"]["median_s"]
+        )
+        ratios["epoch: xpnet-numpy / torch-cpu"] = (
+            results["xpnet-numpy"]["epoch_median_s"] / results["torch-cpu"]["epoch_median_s"]
+        )
+    if "xpnet-cupy" in results and "torch-cuda" in results:
+        ratios["epoch: xpnet-cupy / torch-cuda"] = (
+            results["xpnet-cupy"]["epoch_median_s"] / results["torch-cuda"]["epoch_median_s"]
+        )
+        ratios["epoch GPU speedup: xpnet-numpy / xpnet-cupy"] = (
+            results["xpnet-numpy"]["epoch_median_s"] / results["xpnet-cupy"]["epoch_median_s"]
+        )
+    for name, value in ratios.items():
+        print(f"{name}: {value:.2f}")
+    payload = {
+        "quick": args.quick,
+        "train_images": len(x),
+        "batch_size": BATCH,
+        "lr": LR,
+        "model": "mnist_cnn",
+        "results": results,
+        "ratios": ratios,
+    }
+    path = write_results("mnist", payload, args.out)
+    plot = path.with_name(path.stem + "-mnist.png")
+    bar_plot(
+        plot,
+        ["train step b128", "one epoch"],
+        {
+            impl: [results[impl]["step_b128"]["median_s"], results[impl]["epoch_median_s"]]
+            for impl in impls
+        },
+        ylabel="ms (median)",
+        title=f"mnist_cnn training ({len(x)} images)",
+    )
+    print(f"wrote {path} and {plot.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
