@@ -33,6 +33,22 @@ def synchronizer(impl: str) -> Callable[[], None]:
     return lambda: None
 
 
+def implementations() -> list[str]:
+    """xpnet-numpy, xpnet-cupy, torch-cpu and torch-cuda: those usable here."""
+    impls = ["xpnet-numpy"]
+    if "cupy" in xpnet.available_backends():
+        impls.append("xpnet-cupy")
+    try:
+        import torch
+
+        impls.append("torch-cpu")
+        if torch.cuda.is_available():
+            impls.append("torch-cuda")
+    except ImportError:
+        pass
+    return impls
+
+
 def time_it(
     fn: Callable[[], Any], sync: Callable[[], None], *, warmup: int, repeats: int
 ) -> dict[str, float]:

@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import xpnet
-from _common import bar_plot, synchronizer, time_it, write_results
+from _common import bar_plot, implementations, synchronizer, time_it, write_results
 from xpnet import models, nn, optim, train
 from xpnet.datasets import load_mnist
 
@@ -60,21 +60,6 @@ def torch_twin(model: nn.Module, device: str):
     twin = tnn.Sequential(*layers)
     twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
     return twin.to(device)
-
-
-def implementations() -> list[str]:
-    impls = ["xpnet-numpy"]
-    if "cupy" in xpnet.available_backends():
-        impls.append("xpnet-cupy")
-    try:
-        import torch
-
-        impls.append("torch-cpu")
-        if torch.cuda.is_available():
-            impls.append("torch-cuda")
-    except ImportError:
-        pass
-    return impls
 
 
 class Trainer:

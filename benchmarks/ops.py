@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import xpnet
-from _common import bar_plot, synchronizer, time_it, write_results
+from _common import bar_plot, implementations, synchronizer, time_it, write_results
 from xpnet import functional as F
 
 # name, op, input shape, parameters
@@ -42,21 +42,6 @@ QUICK = {
     "linear 512->128 b128",
     "softmax-CE 10 b128",
 }
-
-
-def implementations() -> list[str]:
-    impls = ["xpnet-numpy"]
-    if "cupy" in xpnet.available_backends():
-        impls.append("xpnet-cupy")
-    try:
-        import torch
-
-        impls.append("torch-cpu")
-        if torch.cuda.is_available():
-            impls.append("torch-cuda")
-    except ImportError:
-        pass
-    return impls
 
 
 def make_inputs(
