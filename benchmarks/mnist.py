@@ -92,7 +92,7 @@ class Trainer:
     def step(self, xb: Any, yb: Any) -> None:
         if self.impl.startswith("xpnet"):
             self.loss(self.model(xb), yb)
-            self.model.backward(self.loss.backward())
+            self.model.backward(self.loss.backward(), input_grad=False)
             self.opt.step()
         else:
             import torch.nn.functional as tf

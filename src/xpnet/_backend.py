@@ -6,13 +6,17 @@ uses only the array API standard. This module holds what cannot be written that 
 - which backends exist and whether each is usable here (``import`` works AND, for CuPy,
   a CUDA device answers);
 - the namespace object for a backend name, and moving arrays between backends;
-- random numbers drawn on the array's own device (used by ``Dropout``).
+- random numbers drawn on the array's own device (used by ``Dropout``);
+- which arrays may take an optional fast path (:func:`fast_kernels`; the kernels live in
+  ``xpnet/_fast.py``, and each is tested equal to the generic path).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+from collections.abc import Iterator
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -24,6 +28,7 @@ BACKENDS: tuple[str, ...] = ("numpy", "array_api_strict", "torch", "cupy")
 """Every backend name xpnet knows, in the order they are listed to users."""
 
 _current_backend: str | None = None
+_fast_paths_on: bool = os.environ.get("XPNET_FAST_PATHS", "1") != "0"
 
 
 @cache
@@ -252,3 +257,55 @@ class DeviceRandom:
         xp = array_api_compat.array_namespace(like)
         values = gen.random(shape, dtype=np.float32 if "32" in str(like.dtype) else np.float64)
         return xp.asarray(values, device=array_api_compat.device(like))
+
+
+# --------------------------------------------------------------------------------------------
+# Fast paths
+# --------------------------------------------------------------------------------------------
+
+
+def fast_kernels(*arrays: Any) -> ModuleType | None:
+    """The NumPy fast-path kernels (``xpnet._fast``) if every array may use them, else None.
+
+    They apply to NumPy arrays (``None`` entries are skipped) while fast paths are on
+    (the default; :func:`use_fast_paths` or ``XPNET_FAST_PATHS=0`` turn them off). Any
+    other backend always takes the generic array-API code.
+    """
+    if not _fast_paths_on:
+        return None
+    if not all(a is None or type(a) is np.ndarray for a in arrays):
+        return None
+    return fast_module()
+
+
+def fast_module() -> ModuleType:
+    """``xpnet._fast`` itself, e.g. for the backward of a forward that took the fast path."""
+    return importlib.import_module("xpnet._fast")
+
+
+def fast_paths_enabled() -> bool:
+    """Whether NumPy arrays take the fast paths (see :func:`fast_kernels`)."""
+    return _fast_paths_on
+
+
+@contextlib.contextmanager
+def use_fast_paths(enabled: bool) -> Iterator[None]:
+    """Turn the NumPy fast paths on or off inside a ``with`` block.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet import functional as F
+    >>> from xpnet._backend import use_fast_paths
+    >>> x, w = np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3))
+    >>> with use_fast_paths(False):  # the generic array-API code, as on any backend
+    ...     generic = F.conv2d(x, w)
+    >>> bool((generic == F.conv2d(x, w)).all())
+    True
+    """
+    global _fast_paths_on
+    previous, _fast_paths_on = _fast_paths_on, bool(enabled)
+    try:
+        yield
+    finally:
+        _fast_paths_on = previous

@@ -10,6 +10,7 @@ and raises ``KeyboardInterrupt``; ``fit(..., resume=True)`` continues that same 
 
 from __future__ import annotations
 
+import inspect
 import math
 import signal
 import sys
@@ -123,6 +124,11 @@ def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
     )
 
 
+def _takes_input_grad(model: Module) -> bool:
+    """Whether ``model.backward`` accepts ``input_grad`` (every xpnet layer with parameters)."""
+    return "input_grad" in inspect.signature(model.backward).parameters
+
+
 def fit(
     model: Module,
     loss: CrossEntropyLoss,
@@ -220,6 +226,8 @@ def fit(
                 checkpoint, model, optimizer=optimizer, scheduler=scheduler, state=state
             )
 
+    # The input is data: stop the backward at the first layer with parameters, if it can.
+    backward_kwargs = {"input_grad": False} if _takes_input_grad(model) else {}
     model.train()
     with _deferred_interrupt() as interrupted:
         for epoch in range(start_epoch, epochs):
@@ -242,7 +250,7 @@ def fit(
                 xb, yb = xp.take(x, index, axis=0), xp.take(y, index, axis=0)
                 logits = model(xb)
                 batch_loss = loss(logits, yb)
-                model.backward(loss.backward())
+                model.backward(loss.backward(), **backward_kwargs)
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._backend import fast_kernels
 from .._validation import check_floating, namespace_of
 
 Array = Any
@@ -26,13 +27,20 @@ def relu(x: Array) -> Array:
     Array([0., 0., 2.], dtype=array_api_strict.float64)
     """
     xp = _floating_namespace("relu", x)
+    fast = fast_kernels(x)
+    if fast is not None:
+        return fast.relu(x)
     return xp.maximum(x, xp.zeros_like(x))
 
 
 def relu_backward(grad_out: Array, out: Array) -> Array:
-    """Gradient of :func:`relu` given its output ``out``."""
+    """Gradient of :func:`relu` given its output ``out``: 0 where ``out <= 0``, else
+    ``grad_out`` (a NaN output passes its gradient on, as in PyTorch)."""
     xp = namespace_of("relu_backward", grad_out=grad_out, out=out)
-    return xp.where(out > 0, grad_out, xp.zeros_like(grad_out))
+    fast = fast_kernels(grad_out, out)
+    if fast is not None:
+        return fast.relu_backward(grad_out, out)
+    return xp.where(out <= 0, xp.zeros_like(grad_out), grad_out)
 
 
 def sigmoid(x: Array) -> Array:

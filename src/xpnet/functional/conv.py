@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .._backend import fast_kernels, fast_module
 from .._validation import (
     IntPair,
     check_floating,
@@ -20,12 +21,13 @@ Array = Any
 class Conv2dSaved(NamedTuple):
     """What :func:`conv2d_backward` needs from the forward pass."""
 
-    cols: Array  # (C_in * kH * kW, N * out_h * out_w)
+    cols: Array  # (C_in*kH*kW, N*out_h*out_w); fast path: (N*out_h*out_w, kH*kW*C_in)
     weight: Array
     x_shape: tuple[int, ...]
     stride: IntPair
     padding: IntPair
     has_bias: bool
+    fast: bool = False  # made by the NumPy fast path (xpnet/_fast.py), which has its layout
 
 
 def check_conv2d_args(
@@ -72,6 +74,9 @@ def conv2d_forward(
 ) -> tuple[Array, Conv2dSaved]:
     """:func:`conv2d` that also returns what its backward pass needs."""
     stride_hw, padding_hw = check_conv2d_args(x, weight, bias, stride, padding)
+    fast = fast_kernels(x, weight, bias)
+    if fast is not None:
+        return fast.conv2d_forward(x, weight, bias, stride_hw, padding_hw)
     xp = namespace_of("conv2d", x=x)
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
@@ -127,15 +132,25 @@ def conv2d(
     return conv2d_forward(x, weight, bias, stride=stride, padding=padding)[0]
 
 
-def conv2d_backward(grad_out: Array, saved: Conv2dSaved) -> tuple[Array, Array, Array | None]:
-    """Gradients of :func:`conv2d` w.r.t. (x, weight, bias) given d(loss)/d(output)."""
+def conv2d_backward(
+    grad_out: Array, saved: Conv2dSaved, *, input_grad: bool = True
+) -> tuple[Array | None, Array, Array | None]:
+    """Gradients of :func:`conv2d` w.r.t. (x, weight, bias) given d(loss)/d(output).
+
+    ``input_grad=False`` skips d(loss)/d(x) (returned as ``None``): a network's first layer
+    needs only its parameter gradients, and col2im is the costliest part of the backward.
+    """
     xp = namespace_of("conv2d_backward", grad_out=grad_out, weight=saved.weight)
+    if saved.fast:
+        return fast_module().conv2d_backward(grad_out, saved, input_grad=input_grad)
     n, c_in, h, w = saved.x_shape
     c_out, _, kh, kw = saved.weight.shape
     oh, ow = grad_out.shape[-2:]
     grad_2d = xp.reshape(xp.permute_dims(grad_out, (1, 0, 2, 3)), (c_out, n * oh * ow))
     grad_weight = xp.reshape(grad_2d @ xp.matrix_transpose(saved.cols), saved.weight.shape)
     grad_bias = xp.sum(grad_2d, axis=1) if saved.has_bias else None
+    if not input_grad:
+        return None, grad_weight, grad_bias
     weight_2d = xp.reshape(saved.weight, (c_out, c_in * kh * kw))
     grad_cols = xp.reshape(xp.matrix_transpose(weight_2d) @ grad_2d, (c_in, kh * kw, n, oh, ow))
     ph, pw = saved.padding

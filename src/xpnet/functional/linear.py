@@ -61,11 +61,13 @@ def linear(x: Array, weight: Array, bias: Array | None = None) -> Array:
     return linear_forward(x, weight, bias)[0]
 
 
-def linear_backward(grad_out: Array, saved: LinearSaved) -> tuple[Array, Array, Array | None]:
-    """Gradients of :func:`linear` w.r.t. (x, weight, bias)."""
+def linear_backward(
+    grad_out: Array, saved: LinearSaved, *, input_grad: bool = True
+) -> tuple[Array | None, Array, Array | None]:
+    """Gradients of :func:`linear` w.r.t. (x, weight, bias); ``input_grad=False`` skips x's."""
     xp = namespace_of("linear_backward", grad_out=grad_out, x=saved.x)
     out_features, in_features = saved.weight.shape
-    grad_x = grad_out @ saved.weight
+    grad_x = grad_out @ saved.weight if input_grad else None
     grad_2d = xp.reshape(grad_out, (-1, out_features))
     x_2d = xp.reshape(saved.x, (-1, in_features))
     grad_weight = xp.matrix_transpose(grad_2d) @ x_2d

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .._backend import fast_kernels
 from .._validation import IntPair, check_floating, check_ndim, namespace_of, pair
 from ._windows import col2im, crop2d, im2col, output_size, pad2d
 from .conv import check_window_fits
@@ -55,6 +56,11 @@ def max_pool2d_forward(
 ) -> tuple[Array, Pool2dSaved]:
     """:func:`max_pool2d` that also returns what its backward pass needs."""
     kernel, stride_hw, padding_hw = _check_pool_args("max_pool2d", x, kernel_size, stride, padding)
+    fast = fast_kernels(x)
+    if fast is not None and fast.reshape_pooling(kernel, stride_hw, padding_hw):
+        result = fast.max_pool2d_forward(x, kernel)
+        if result is not None:
+            return result
     xp = namespace_of("max_pool2d", x=x)
     windows = _windows(x, kernel, stride_hw, padding_hw, -float("inf"))
     argmax = xp.argmax(windows, axis=0)  # first maximum on ties, as PyTorch
@@ -99,6 +105,9 @@ def max_pool2d(
 def max_pool2d_backward(grad_out: Array, saved: Pool2dSaved) -> Array:
     """Gradient of :func:`max_pool2d` w.r.t. x: each output's gradient goes to its argmax."""
     xp = namespace_of("max_pool2d_backward", grad_out=grad_out)
+    fast = fast_kernels(grad_out)
+    if fast is not None and fast.reshape_pooling(saved.kernel, saved.stride, saved.padding):
+        return fast.max_pool2d_backward(grad_out, saved)
     zero = xp.zeros_like(grad_out)
     return _scatter_back(lambda k: xp.where(saved.argmax == k, grad_out, zero), grad_out, saved)
 

@@ -61,8 +61,10 @@ class Conv2d(Module):
         )
         return out
 
-    def backward(self, grad_out: Array) -> Array:
-        grad_x, self.weight.grad, grad_bias = F.conv2d_backward(grad_out, self._saved("_ctx"))
+    def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
+        grad_x, self.weight.grad, grad_bias = F.conv2d_backward(
+            grad_out, self._saved("_ctx"), input_grad=input_grad
+        )
         if self.bias is not None:
             self.bias.grad = grad_bias
         return grad_x
@@ -110,8 +112,10 @@ class Linear(Module):
         out, self._ctx = F.linear_forward(x, self.weight.data, bias)
         return out
 
-    def backward(self, grad_out: Array) -> Array:
-        grad_x, self.weight.grad, grad_bias = F.linear_backward(grad_out, self._saved("_ctx"))
+    def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
+        grad_x, self.weight.grad, grad_bias = F.linear_backward(
+            grad_out, self._saved("_ctx"), input_grad=input_grad
+        )
         if self.bias is not None:
             self.bias.grad = grad_bias
         return grad_x
@@ -249,10 +253,23 @@ class Sequential(Module):
             x = layer(x)
         return x
 
-    def backward(self, grad_out: Array) -> Array:
-        for layer in reversed(self.layers):
+    def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
+        """Run every layer's backward in reverse; return d(loss)/d(input).
+
+        With ``input_grad=False`` (a training step, whose input is data) the backward stops
+        at the first layer with parameters, which computes only its parameter gradients
+        (for a conv layer that skips col2im, its costliest part), and ``None`` is returned.
+        """
+        first = 0
+        if not input_grad:
+            with_params = [i for i, layer in enumerate(self.layers) if layer.parameters()]
+            first = with_params[0] if with_params else len(self.layers)
+        for index in range(len(self.layers) - 1, first - 1, -1):
+            layer = self.layers[index]
+            if index == first and not input_grad:
+                return layer.backward(grad_out, input_grad=False)
             grad_out = layer.backward(grad_out)
-        return grad_out
+        return None if not input_grad else grad_out
 
     def config(self) -> dict[str, Any]:
         return {"layers": [layer.spec() for layer in self.layers]}

@@ -62,7 +62,12 @@ class Module:
         raise NotImplementedError
 
     def backward(self, grad_out: Array) -> Array:
-        """Given d(loss)/d(output), store parameter gradients in ``.grad`` and return d(loss)/d(input)."""
+        """Given d(loss)/d(output), store parameter gradients in ``.grad`` and return d(loss)/d(input).
+
+        Layers with parameters also take ``input_grad: bool = True``: ``False`` means the
+        caller does not need d(loss)/d(input), which the layer may then skip (returning
+        ``None``), as :meth:`Sequential.backward` does for a network's first layer.
+        """
         raise NotImplementedError
 
     def _saved(self, attribute: str) -> Any:

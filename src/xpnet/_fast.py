@@ -1,0 +1,278 @@
+"""NumPy fast paths for the hot layers, in channels-last memory.
+
+The generic code in :mod:`xpnet.functional` is the definition of every op and runs on any
+backend. On NumPy three things make it slow, and this module avoids them:
+
+- im2col of a channels-first (N, C, H, W) image copies rows of only ``out_w`` floats (8 for
+  the default model's second conv layer); here the columns are cut from channels-last
+  memory, where one window row is ``kernel_w * C_in`` contiguous floats, in ONE copy from
+  ``sliding_window_view`` (or, when ``C_in == 1``, as one slice per kernel offset, whose
+  rows are ``out_w`` long);
+- ``np.where`` on a random mask mispredicts a branch per element (20x slower than a
+  multiply here), so masks are applied with a bitwise AND;
+- pooling through a stack of window slices copies the input once more; here windows of
+  stride == kernel are a reshape (a view).
+
+Results are NCHW-*shaped* arrays whose memory is channels-last (N, H, W, C), as PyTorch's
+``channels_last`` format: the next layer reads them without a copy. Every function here is
+tested equal to the generic path (``tests/test_fast_paths.py``). Only
+:func:`xpnet._backend.fast_kernels` hands this module out: to NumPy arrays, while fast paths
+are on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
+
+from .functional._windows import output_size
+from .functional.conv import Conv2dSaved
+from .functional.pool import Pool2dSaved
+
+IntPair = tuple[int, int]
+
+COL2IM_CHUNK_BYTES = 2**21
+"""col2im works through the batch in chunks whose column gradients take about this many
+bytes, so each chunk's image and columns stay in the CPU cache (measured: 2 MiB best)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """The (N, H, W, C) view of NCHW ``x``, copied only if its memory is not channels-last."""
+    return np.ascontiguousarray(np.permute_dims(x, (0, 2, 3, 1)))
+
+
+def as_nchw(x_nhwc: np.ndarray) -> np.ndarray:
+    """The NCHW-shaped view of channels-last memory."""
+    return np.permute_dims(x_nhwc, (0, 3, 1, 2))
+
+
+def zero_where(drop: np.ndarray, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.where(drop, 0, values)`` with no branch per element, bit-exact (NaN, inf kept).
+
+    ``np.where`` on a random mask mispredicts a branch per element (15x slower than a
+    multiply here); instead ``drop - 1`` as unsigned ints is all ones where ``values``
+    stay, and a bitwise AND applies it. ``out``, if given, receives the result.
+    """
+    uint = np.dtype(f"u{values.dtype.itemsize}")
+    bits = np.subtract(drop, 1, dtype=uint, casting="unsafe")  # False -> all ones, True -> 0
+    target = bits if out is None else out.view(uint)
+    return np.bitwise_and(bits, values.view(uint), out=target).view(values.dtype)
+
+
+def rows_of_at_least(n_rows: int, width: int, minimum: int = 256) -> int:
+    """How many rows of a C-ordered (n_rows, width) matrix to take as one, so a row-wise
+    broadcast (bias add, column sum) runs in loops of at least ``minimum`` elements
+    instead of ``width``: the largest power of two dividing ``n_rows`` up to that."""
+    group = 1
+    while group * width < minimum and n_rows % (2 * group) == 0:
+        group *= 2
+    return group
+
+
+def add_row_vector(matrix: np.ndarray, vector: np.ndarray) -> None:
+    """``matrix += vector`` for a C-ordered (M, C) matrix, in long loops."""
+    group = rows_of_at_least(*matrix.shape)
+    matrix.reshape(-1, group * matrix.shape[1])[...] += np.tile(vector, group)
+
+
+def sum_rows(matrix: np.ndarray) -> np.ndarray:
+    """``matrix.sum(axis=0)`` for a C-ordered (M, C) matrix, in long loops."""
+    group = rows_of_at_least(*matrix.shape)
+    partial = np.sum(matrix.reshape(-1, group * matrix.shape[1]), axis=0)
+    return np.sum(partial.reshape(group, matrix.shape[1]), axis=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Convolution
+# --------------------------------------------------------------------------------------------
+
+
+def im2col_rows(
+    x_nhwc: np.ndarray, kernel: IntPair, stride: IntPair, out_hw: IntPair
+) -> np.ndarray:
+    """The (N*out_h*out_w, kH*kW*C) column matrix of channels-last ``x_nhwc`` (padded).
+
+    Row ``(n, oy, ox)`` holds the window at that output position, ordered (ky, kx, c). The
+    matrix is C-ordered (one copy whose rows are ``kW*C`` floats long) unless a window row
+    is shorter than an output row (``C == 1``): then it is F-ordered, one copy per kernel
+    offset of ``out_w`` floats each.
+    """
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_hw
+    n, _, _, c = x_nhwc.shape
+    windows = sliding_window_view(x_nhwc, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+    windows = windows[:, :oh, :ow]  # (N, oh, ow, C, kh, kw)
+    offset_major = c == 1 and sw == 1 and ow > kw
+    if offset_major:
+        cols = np.empty((kh, kw, c, n, oh, ow), dtype=x_nhwc.dtype)
+        np.copyto(cols, np.permute_dims(windows, (4, 5, 3, 0, 1, 2)))
+        return cols.reshape(kh * kw * c, n * oh * ow).T
+    cols = np.empty((n, oh, ow, kh, kw, c), dtype=x_nhwc.dtype)
+    np.copyto(cols, np.permute_dims(windows, (0, 1, 2, 4, 5, 3)))
+    return cols.reshape(n * oh * ow, kh * kw * c)
+
+
+def pad_channels_last(x_nhwc: np.ndarray, padding: IntPair) -> np.ndarray:
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x_nhwc
+    n, h, w, c = x_nhwc.shape
+    padded = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x_nhwc.dtype)
+    padded[:, ph : ph + h, pw : pw + w] = x_nhwc
+    return padded
+
+
+def conv2d_forward(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: IntPair, padding: IntPair
+) -> tuple[np.ndarray, Conv2dSaved]:
+    """conv2d as ONE (N*L, K) @ (K, C_out) product on channels-last columns."""
+    n, c_in, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
+    oh = output_size(h, kh, stride[0], padding[0])
+    ow = output_size(w, kw, stride[1], padding[1])
+    x_nhwc = pad_channels_last(channels_last(x), padding)
+    cols = im2col_rows(x_nhwc, (kh, kw), stride, (oh, ow))
+    weight_rows = np.permute_dims(weight, (0, 2, 3, 1)).reshape(c_out, kh * kw * c_in)
+    out = cols @ weight_rows.T  # (N*oh*ow, C_out): channels-last memory
+    if bias is not None:
+        add_row_vector(out, bias)
+    saved = Conv2dSaved(cols, weight, tuple(x.shape), stride, padding, bias is not None, True)
+    return as_nchw(out.reshape(n, oh, ow, c_out)), saved
+
+
+def conv2d_backward(
+    grad_out: np.ndarray, saved: Conv2dSaved, *, input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Gradients of :func:`conv2d_forward`; ``input_grad=False`` skips d(loss)/d(x)."""
+    n, c_in, h, w = saved.x_shape
+    c_out, _, kh, kw = saved.weight.shape
+    oh, ow = grad_out.shape[-2:]
+    grad_rows = channels_last(grad_out).reshape(n * oh * ow, c_out)
+    grad_weight = (grad_rows.T @ saved.cols).reshape(c_out, kh, kw, c_in)
+    grad_weight = np.ascontiguousarray(np.permute_dims(grad_weight, (0, 3, 1, 2)))
+    grad_bias = sum_rows(grad_rows) if saved.has_bias else None
+    if not input_grad:
+        return None, grad_weight, grad_bias
+    ph, pw = saved.padding
+    grad_x = col2im_rows(
+        grad_rows.reshape(n, oh * ow, c_out),
+        saved.weight,
+        (h + 2 * ph, w + 2 * pw),
+        saved.stride,
+        (oh, ow),
+    )
+    return as_nchw(grad_x[:, ph : ph + h, pw : pw + w]), grad_weight, grad_bias
+
+
+def col2im_rows(
+    grad_rows: np.ndarray,
+    weight: np.ndarray,
+    padded_hw: IntPair,
+    stride: IntPair,
+    out_hw: IntPair,
+) -> np.ndarray:
+    """d(loss)/d(padded input), channels-last, from the (N, L, C_out) output gradient.
+
+    For each kernel offset (ky, kx) the column gradient ``grad_rows @ weight[:, :, ky, kx]``
+    ((L, C_in) per image) is added to the image shifted by that offset. The products of all
+    offsets come from one ``matmul`` call, laid out offset-major so that each shifted add
+    copies rows of ``out_w * C_in`` floats; the batch is done in chunks that stay in cache.
+    """
+    n, _, c_out = grad_rows.shape
+    _, c_in, kh, kw = weight.shape
+    (sh, sw), (oh, ow) = stride, out_hw
+    # (kh*kw, C_out, C_in): the weight matrix of each kernel offset
+    weight_per_offset = np.permute_dims(weight, (2, 3, 0, 1)).reshape(kh * kw, c_out, c_in)
+    image = np.zeros((n, *padded_hw, c_in), dtype=grad_rows.dtype)
+    chunk = max(1, COL2IM_CHUNK_BYTES // (kh * kw * oh * ow * c_in * grad_rows.itemsize))
+    for first in range(0, n, chunk):
+        last = min(first + chunk, n)
+        rows = grad_rows[first:last].reshape((last - first) * oh * ow, c_out)
+        if c_in == 1:  # one (kh*kw, C_out) @ (C_out, rows) product
+            grad_cols = weight_per_offset[:, :, 0] @ rows.T
+        else:  # kh*kw products (rows, C_out) @ (C_out, C_in)
+            grad_cols = np.matmul(rows, weight_per_offset)
+        grad_cols = grad_cols.reshape(kh, kw, last - first, oh, ow, c_in)
+        part = image[first:last]
+        for ky in range(kh):
+            ys = slice(ky, ky + sh * (oh - 1) + 1, sh)
+            for kx in range(kw):
+                part[:, ys, kx : kx + sw * (ow - 1) + 1 : sw] += grad_cols[ky, kx]
+    return image
+
+
+# --------------------------------------------------------------------------------------------
+# Pooling with stride == kernel and no padding: the windows are a reshape
+# --------------------------------------------------------------------------------------------
+
+
+def pool_windows(x: np.ndarray, kernel: IntPair, *, writeable: bool = False) -> np.ndarray:
+    """(N, C, out_h, kH, out_w, kW) view of NCHW ``x`` (any strides) with stride == kernel."""
+    kh, kw = kernel
+    n, c, h, w = x.shape
+    sn, sc, sy, sx = x.strides
+    return as_strided(
+        x, (n, c, h // kh, kh, w // kw, kw), (sn, sc, kh * sy, sy, kw * sx, sx), writeable=writeable
+    )
+
+
+def reshape_pooling(kernel: IntPair, stride: IntPair, padding: IntPair) -> bool:
+    """Whether the reshape kernels below apply: stride == kernel and no padding."""
+    return stride == kernel and padding == (0, 0)
+
+
+def max_pool2d_forward(x: np.ndarray, kernel: IntPair) -> tuple[np.ndarray, Pool2dSaved] | None:
+    """Max pooling over non-overlapping windows; ``None`` (use the generic path) on NaN.
+
+    The argmax is the first maximum in row-major window order, as the generic path and
+    PyTorch: the number of leading window entries that are not the maximum.
+    """
+    kh, kw = kernel
+    windows = pool_windows(x, kernel)
+    offsets = [windows[:, :, :, i, :, j] for i in range(kh) for j in range(kw)]
+    out = np.maximum(offsets[0], offsets[1]) if len(offsets) > 1 else offsets[0].copy()
+    for offset in offsets[2:]:
+        np.maximum(out, offset, out=out)
+    if np.isnan(np.sum(out)):  # argmax of a window with NaN: leave it to the generic path
+        return None
+    argmax = np.zeros_like(out, dtype=np.uint8)  # laid out like x (channels-last or not)
+    before = np.ones_like(out, dtype=bool)  # no maximum seen so far in the window
+    for offset in offsets[:-1]:
+        np.logical_and(before, offset != out, out=before)
+        argmax += before
+    return out, Pool2dSaved(argmax, tuple(x.shape), kernel, kernel, (0, 0))
+
+
+def max_pool2d_backward(grad_out: np.ndarray, saved: Pool2dSaved) -> np.ndarray:
+    """Each output's gradient to its window's argmax, written channels-last.
+
+    One pass per window offset writes that offset's pixel of every window: the output's
+    gradient where the argmax is that offset, else 0.
+    """
+    n, c, h, w = saved.x_shape
+    kh, kw = saved.kernel
+    floor_dropped = (h % kh, w % kw) != (0, 0)  # those edge pixels get no gradient
+    grad_x = as_nchw((np.zeros if floor_dropped else np.empty)((n, h, w, c), grad_out.dtype))
+    windows = pool_windows(grad_x, saved.kernel, writeable=True)
+    for k in range(kh * kw):
+        zero_where(saved.argmax != k, grad_out, out=windows[:, :, :, k // kw, :, k % kw])
+    return grad_x
+
+
+# --------------------------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------------------------
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)``, NaN kept: zero where ``x <= 0``."""
+    return zero_where(x <= 0, x)
+
+
+def relu_backward(grad_out: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The gradient where the output is positive (or NaN, as PyTorch), else 0."""
+    return zero_where(out <= 0, grad_out)
