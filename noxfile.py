@@ -53,10 +53,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: per-layer times and MNIST training, xpnet vs PyTorch (``-- --quick`` for a smoke run)."""
+    """Benchmarks: per-layer times, MNIST training and the NumPy step profile (``-- --quick``: a smoke run)."""
     requirements = [".[plot]", TORCH, "threadpoolctl"]
     if shutil.which("nvidia-smi") is not None:
         requirements.append(CUPY)
     session.install(*requirements)
-    session.run("python", "benchmarks/ops.py", *session.posargs)
-    session.run("python", "benchmarks/mnist.py", *session.posargs)
+    for script in ("ops.py", "mnist.py", "profile_step.py"):
+        session.run("python", f"benchmarks/{script}", *session.posargs)

@@ -16,26 +16,33 @@ from typing import Any
 import numpy as np
 
 import xpnet
+from xpnet._backend import use_fast_paths
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def synchronizer(impl: str) -> Callable[[], None]:
     """A function that waits for the device of ``impl`` (a no-op on the CPU)."""
-    if impl.endswith("cupy"):
+    if impl.startswith("xpnet-cupy"):
         import cupy
 
         return cupy.cuda.Device().synchronize
-    if impl.endswith("cuda"):
+    if impl == "torch-cuda":
         import torch
 
         return torch.cuda.synchronize
     return lambda: None
 
 
-def implementations() -> list[str]:
-    """xpnet-numpy, xpnet-cupy, torch-cpu and torch-cuda: those usable here."""
-    impls = ["xpnet-numpy"]
+def implementations(*, generic: bool = True) -> list[str]:
+    """The implementations usable here, in this order.
+
+    - ``xpnet-numpy``: xpnet on NumPy, with its NumPy fast paths (the default);
+    - ``xpnet-numpy-generic``: the same with the fast paths off, i.e. the generic array-API
+      code every other backend runs (the "before" of each NumPy optimisation);
+    - ``xpnet-cupy`` (a usable CUDA device), ``torch-cpu``, ``torch-cuda``: as named.
+    """
+    impls = ["xpnet-numpy", *(["xpnet-numpy-generic"] if generic else [])]
     if "cupy" in xpnet.available_backends():
         impls.append("xpnet-cupy")
     try:
@@ -49,31 +56,82 @@ def implementations() -> list[str]:
     return impls
 
 
-def time_it(
-    fn: Callable[[], Any], sync: Callable[[], None], *, warmup: int, repeats: int
-) -> dict[str, float]:
-    """Median and spread of ``repeats`` timed calls after ``warmup`` calls.
+def backend_of(impl: str) -> str:
+    """The xpnet backend of an ``xpnet-*`` implementation name."""
+    return impl.split("-")[1]
 
-    The device is synchronised before each clock read, so GPU work is counted in full.
+
+def as_implemented(impl: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` as ``impl`` runs it: inside ``use_fast_paths(False)`` for ``*-generic``."""
+    if not impl.endswith("-generic"):
+        return fn
+
+    def generic() -> Any:
+        with use_fast_paths(False):
+            return fn()
+
+    return generic
+
+
+def compare(
+    fns: dict[str, Callable[[], Any]],
+    *,
+    warmup: int,
+    rounds: int,
+    block: int,
+    pause_s: float = 0.05,
+) -> dict[str, dict[str, Any]]:
+    """Time several implementations of one thing, interleaved, in ``rounds`` rounds.
+
+    Each round runs every implementation for ``block`` timed calls in turn, after a pause
+    of ``pause_s`` so that the previous library's worker threads (OpenBLAS's and OpenMP's
+    spin-wait after a parallel region) are idle and do not steal a core. Interleaving
+    rounds spreads the drift of a shared machine over all implementations; call by call
+    interleaving would make them fight over the cores instead. The device is
+    synchronised before each clock read, so GPU work is counted in full.
+
+    Returns, per implementation: median, quartiles and minimum over all timed calls, and
+    each round's median (for paired ratios, :func:`paired_ratio`).
     """
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    q1, _, q3 = np.percentile(times, [25, 50, 75])
-    return {
-        "median_s": statistics.median(times),
-        "q1_s": float(q1),
-        "q3_s": float(q3),
-        "min_s": min(times),
-        "repeats": repeats,
-    }
+    syncs = {impl: synchronizer(impl) for impl in fns}
+    for impl, fn in fns.items():
+        for _ in range(warmup):
+            fn()
+        syncs[impl]()
+    samples: dict[str, list[float]] = {impl: [] for impl in fns}
+    round_medians: dict[str, list[float]] = {impl: [] for impl in fns}
+    for _ in range(rounds):
+        for impl, fn in fns.items():
+            sync = syncs[impl]
+            time.sleep(pause_s)
+            fn()  # one untimed call: caches and thread pools of this library warm again
+            times = []
+            for _ in range(block):
+                sync()
+                start = time.perf_counter()
+                fn()
+                sync()
+                times.append(time.perf_counter() - start)
+            samples[impl].extend(times)
+            round_medians[impl].append(statistics.median(times))
+    results = {}
+    for impl, times in samples.items():
+        q1, q3 = np.percentile(times, [25, 75])
+        results[impl] = {
+            "median_s": statistics.median(times),
+            "q1_s": float(q1),
+            "q3_s": float(q3),
+            "min_s": min(times),
+            "calls": len(times),
+            "round_medians_s": round_medians[impl],
+        }
+    return results
+
+
+def paired_ratio(times: dict[str, dict[str, Any]], numerator: str, denominator: str) -> float:
+    """Median over rounds of (numerator / denominator) round medians from :func:`compare`."""
+    pairs = zip(times[numerator]["round_medians_s"], times[denominator]["round_medians_s"])
+    return statistics.median(a / b for a, b in pairs)
 
 
 def cpu_model() -> str:
@@ -114,16 +172,36 @@ def machine_facts() -> dict[str, Any]:
         from threadpoolctl import threadpool_info
 
         facts["blas"] = [
-            {k: i.get(k) for k in ("internal_api", "version", "num_threads")}
+            {k: i.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
             for i in threadpool_info()
         ]
     except ImportError:
         pass
+    facts["env"] = {
+        name: os.environ[name]
+        for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "CUPY_TF32")
+        if name in os.environ
+    }
     return facts
 
 
+def blas_kernel(facts: dict[str, Any]) -> str | None:
+    """NumPy's OpenBLAS kernel family (e.g. ``SkylakeX``, or ``Haswell`` when
+    ``OPENBLAS_CORETYPE`` forces it), if threadpoolctl could tell."""
+    for lib in facts.get("blas", []):
+        if lib.get("internal_api") == "openblas" and lib.get("architecture"):
+            return str(lib["architecture"])
+    return None
+
+
 def machine_name(facts: dict[str, Any]) -> str:
+    """``<gpu>`` or ``<cpu>-<n>cpu``, plus the OpenBLAS kernel NumPy ran with (it changes
+    NumPy's matrix products by up to 2x on one machine, so runs with different kernels get
+    different files)."""
     label = facts.get("gpu") or f"{facts['cpu']} {facts['cpu_count']}cpu"
+    kernel = blas_kernel(facts)
+    if kernel:
+        label += f" openblas {kernel}"
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
 
 

@@ -3,16 +3,19 @@
     python benchmarks/mnist.py [--quick] [--repeats N] [--out DIR]
 
 Measures, interleaved over repeats (medians and spread):
-- the training step at batch 128 (forward, backward, Adam step on one fixed batch);
+- the training step at batch 128 (forward, backward, Adam step on one fixed batch), also
+  for xpnet-numpy-generic (NumPy with its fast paths off: the "before" figure);
 - one full training epoch (Adam + one-cycle, batch 128, data already on the device);
 - once per implementation, the training time to reach 99% test accuracy with the default
   recipe (2 epochs), test accuracy measured after each epoch and not timed.
-PyTorch's model is built from xpnet's own architecture spec and starts from the same weights.
+PyTorch's model is built from xpnet's own architecture spec and starts from the same weights;
+neither side computes a gradient for the input images.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,7 +26,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import xpnet
-from _common import bar_plot, implementations, synchronizer, time_it, write_results
+from _common import (
+    as_implemented,
+    backend_of,
+    bar_plot,
+    compare,
+    implementations,
+    paired_ratio,
+    synchronizer,
+    write_results,
+)
 from xpnet import models, nn, optim, train
 from xpnet.datasets import load_mnist
 
@@ -71,8 +83,7 @@ class Trainer:
         (x, y), self.test = data
         reference = models.mnist_cnn(seed=seed, backend="numpy")
         if impl.startswith("xpnet"):
-            backend = impl.split("-")[1]
-            self.model = reference.to(backend)
+            self.model = reference.to(backend_of(impl))
             self.opt = optim.Adam(self.model.parameters(), lr=LR)
             self.sched = optim.OneCycleLR(self.opt, LR, total_steps)
             self.loss = nn.CrossEntropyLoss(check_range=False)
@@ -91,9 +102,7 @@ class Trainer:
 
     def step(self, xb: Any, yb: Any) -> None:
         if self.impl.startswith("xpnet"):
-            self.loss(self.model(xb), yb)
-            self.model.backward(self.loss.backward(), input_grad=False)
-            self.opt.step()
+            as_implemented(self.impl, lambda: self.xpnet_step(xb, yb))()
         else:
             import torch.nn.functional as tf
 
@@ -102,13 +111,18 @@ class Trainer:
             self.opt.step()
         self.sched.step()
 
+    def xpnet_step(self, xb: Any, yb: Any) -> None:
+        self.loss(self.model(xb), yb)
+        self.model.backward(self.loss.backward(), input_grad=False)
+        self.opt.step()
+
     def epoch(self, epoch: int) -> float:
         """Seconds for one epoch over the data (seeded permutation, batches on device)."""
         n = self.x.shape[0]
         order = np.random.default_rng([self.seed, epoch]).permutation(n)
         if self.impl.startswith("xpnet"):
-            xp = xpnet.namespace(self.impl.split("-")[1])
-            order = xpnet.asarray(order, backend=self.impl.split("-")[1])
+            xp = xpnet.namespace(backend_of(self.impl))
+            order = xpnet.asarray(order, backend=backend_of(self.impl))
             take = lambda a, idx: xp.take(a, idx, axis=0)  # noqa: E731
         else:
             import torch
@@ -153,18 +167,21 @@ def main(argv: list[str] | None = None) -> int:
         x, y, xt, yt = x[:1024], y[:1024], xt[:1000], yt[:1000]
     data = ((x, y), (xt, yt))
     steps_per_epoch = -(-len(x) // BATCH)
-    impls = implementations()
-    results: dict[str, Any] = {impl: {"epoch_s": []} for impl in impls}
+    step_impls = implementations()
+    impls = [impl for impl in step_impls if not impl.endswith("-generic")]
+    results: dict[str, Any] = {impl: {"epoch_s": []} for impl in step_impls}
 
-    for impl in impls:  # training step at batch 128, one fixed batch
-        trainer = Trainer(impl, data, seed=0, total_steps=10_000)
+    steps = {}  # the training step at batch 128 on one fixed batch, interleaved rounds
+    for impl in step_impls:
+        trainer = Trainer(impl, data, seed=0, total_steps=100_000)
         xb, yb = trainer.x[:BATCH], trainer.y[:BATCH]
-        results[impl]["step_b128"] = time_it(
-            lambda t=trainer, a=xb, b=yb: t.step(a, b),
-            trainer.sync,
-            warmup=3,
-            repeats=5 if args.quick else 30,
-        )
+        steps[impl] = lambda t=trainer, a=xb, b=yb: t.step(a, b)
+    step_times = compare(
+        steps, warmup=3, rounds=2 if args.quick else 10, block=3 if args.quick else 10
+    )
+    for impl, timing in step_times.items():
+        results[impl]["step_b128"] = timing
+        print(f"{impl:<20} training step b128 {timing['median_s'] * 1e3:8.2f} ms", flush=True)
     for repeat in range(repeats):  # interleaved epochs
         for impl in impls:
             seconds = Trainer(impl, data, seed=repeat, total_steps=steps_per_epoch).epoch(0)
@@ -186,16 +203,26 @@ def main(argv: list[str] | None = None) -> int:
         epochs = results[impl]["epoch_s"]
         results[impl]["epoch_median_s"] = float(np.median(epochs))
         results[impl]["epoch_spread_s"] = [min(epochs), max(epochs)]
+    results["xpnet-numpy-generic"].pop("epoch_s", None)
     ratios = {}
     if "torch-cpu" in results:
-        ratios["step b128: xpnet-numpy / torch-cpu"] = (
-            results["xpnet-numpy"]["step_b128"]["median_s"]
-            / results["torch-cpu"]["step_b128"]["median_s"]
+        ratios["step b128: xpnet-numpy / torch-cpu"] = paired_ratio(
+            step_times, "xpnet-numpy", "torch-cpu"
         )
-        ratios["epoch: xpnet-numpy / torch-cpu"] = (
-            results["xpnet-numpy"]["epoch_median_s"] / results["torch-cpu"]["epoch_median_s"]
+        ratios["step b128: xpnet-numpy-generic / torch-cpu"] = paired_ratio(
+            step_times, "xpnet-numpy-generic", "torch-cpu"
         )
+        ratios["epoch: xpnet-numpy / torch-cpu"] = statistics.median(
+            a / b
+            for a, b in zip(results["xpnet-numpy"]["epoch_s"], results["torch-cpu"]["epoch_s"])
+        )
+    ratios["step b128: generic / fast path (numpy)"] = paired_ratio(
+        step_times, "xpnet-numpy-generic", "xpnet-numpy"
+    )
     if "xpnet-cupy" in results and "torch-cuda" in results:
+        ratios["step b128: xpnet-cupy / torch-cuda"] = paired_ratio(
+            step_times, "xpnet-cupy", "torch-cuda"
+        )
         ratios["epoch: xpnet-cupy / torch-cuda"] = (
             results["xpnet-cupy"]["epoch_median_s"] / results["torch-cuda"]["epoch_median_s"]
         )
@@ -219,8 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         plot,
         ["train step b128", "one epoch"],
         {
-            impl: [results[impl]["step_b128"]["median_s"], results[impl]["epoch_median_s"]]
-            for impl in impls
+            impl: [
+                results[impl]["step_b128"]["median_s"],
+                results[impl].get("epoch_median_s", float("nan")),
+            ]
+            for impl in step_impls
         },
         ylabel="ms (median)",
         title=f"mnist_cnn training ({len(x)} images)",

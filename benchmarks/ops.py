@@ -1,8 +1,12 @@
 """Forward+backward time of each layer: xpnet on every backend against PyTorch, same inputs.
 
-    python benchmarks/ops.py [--quick] [--out DIR]
+    python benchmarks/ops.py [--quick] [--rounds N] [--out DIR]
 
-Each case is checked for correctness against PyTorch before it is timed.
+Implementations: xpnet-numpy (with its NumPy fast paths), xpnet-numpy-generic (the generic
+array-API code, fast paths off), xpnet-cupy, torch-cpu, torch-cuda, those usable here.
+Each case is checked for correctness against PyTorch before it is timed; timing is
+interleaved in rounds (``_common.compare``). Input gradients are computed for every op,
+on both sides.
 """
 
 from __future__ import annotations
@@ -17,7 +21,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import xpnet
-from _common import bar_plot, implementations, synchronizer, time_it, write_results
+from _common import (
+    as_implemented,
+    backend_of,
+    bar_plot,
+    compare,
+    implementations,
+    paired_ratio,
+    write_results,
+)
 from xpnet import functional as F
 
 # name, op, input shape, parameters
@@ -101,8 +113,7 @@ def torch_step(op: str, params: dict[str, Any], tensors: dict[str, Any]):
 
 def place(impl: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     if impl.startswith("xpnet"):
-        backend = impl.split("-")[1]
-        return {k: xpnet.asarray(v, backend=backend) for k, v in arrays.items()}
+        return {k: xpnet.asarray(v, backend=backend_of(impl)) for k, v in arrays.items()}
     import torch
 
     dev = "cuda" if impl == "torch-cuda" else "cpu"
@@ -110,11 +121,8 @@ def place(impl: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def run_case(impl: str, op: str, params: dict[str, Any], arrays: dict[str, Any]):
-    return (
-        xpnet_step(op, params, arrays)
-        if impl.startswith("xpnet")
-        else torch_step(op, params, arrays)
-    )
+    step = xpnet_step if impl.startswith("xpnet") else torch_step
+    return as_implemented(impl, lambda: step(op, params, arrays))()
 
 
 def check_against_reference(case: str, results: dict[str, list[Any]]) -> None:
@@ -134,15 +142,24 @@ def check_against_reference(case: str, results: dict[str, list[Any]]) -> None:
                 )
 
 
+RATIOS = [  # (label, numerator, denominator)
+    ("xpnet-numpy / torch-cpu", "xpnet-numpy", "torch-cpu"),
+    ("generic / fast path (numpy)", "xpnet-numpy-generic", "xpnet-numpy"),
+    ("xpnet-cupy / torch-cuda", "xpnet-cupy", "torch-cuda"),
+    ("GPU speedup (numpy / cupy)", "xpnet-numpy", "xpnet-cupy"),
+]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="few cases and repeats (CI smoke run)")
-    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="few cases and rounds (CI smoke run)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7)")
     parser.add_argument(
         "--out", type=Path, default=None, help="results folder (default benchmarks/results)"
     )
     args = parser.parse_args(argv)
-    repeats = args.repeats or (3 if args.quick else 15)
+    rounds = args.rounds or (1 if args.quick else 7)
+    block = 2 if args.quick else 5
     impls = implementations()
     cases = [c for c in CASES if not args.quick or c[0] in QUICK]
     rows = []
@@ -152,32 +169,31 @@ def main(argv: list[str] | None = None) -> int:
         check_against_reference(
             name, {impl: run_case(impl, op, params, placed[impl]) for impl in impls}
         )
-        row: dict[str, Any] = {"case": name, "op": op, "shape": list(shape), "times": {}}
-        for impl in impls:
-            row["times"][impl] = time_it(
-                lambda impl=impl, op=op, params=params, placed=placed: run_case(
+        times = compare(
+            {
+                impl: lambda impl=impl, op=op, params=params, placed=placed: run_case(
                     impl, op, params, placed[impl]
-                ),
-                synchronizer(impl),
-                warmup=1 if args.quick else 3,
-                repeats=repeats,
-            )
-        med = {impl: t["median_s"] for impl, t in row["times"].items()}
-        row["ratios"] = {}
-        if "torch-cpu" in med:
-            row["ratios"]["xpnet-numpy / torch-cpu"] = med["xpnet-numpy"] / med["torch-cpu"]
-        if "torch-cuda" in med and "xpnet-cupy" in med:
-            row["ratios"]["xpnet-cupy / torch-cuda"] = med["xpnet-cupy"] / med["torch-cuda"]
-            row["ratios"]["GPU speedup (numpy / cupy)"] = med["xpnet-numpy"] / med["xpnet-cupy"]
+                )
+                for impl in impls
+            },
+            warmup=1 if args.quick else 2,
+            rounds=rounds,
+            block=block,
+        )
+        row: dict[str, Any] = {"case": name, "op": op, "shape": list(shape), "times": times}
+        row["ratios"] = {
+            label: paired_ratio(times, a, b) for label, a, b in RATIOS if a in times and b in times
+        }
         rows.append(row)
         print(
             f"{name:<28}"
-            + "  ".join(f"{impl} {m * 1e3:8.3f} ms" for impl, m in med.items())
+            + "  ".join(f"{impl} {t['median_s'] * 1e3:8.3f} ms" for impl, t in times.items())
             + "  "
             + "  ".join(f"{k} {v:.2f}" for k, v in row["ratios"].items()),
             flush=True,
         )
-    path = write_results("ops", {"quick": args.quick, "cases": rows}, args.out)
+    payload = {"quick": args.quick, "rounds": rounds, "block": block, "cases": rows}
+    path = write_results("ops", payload, args.out)
     plot = path.with_name(path.stem + "-ops.png")
     bar_plot(
         plot,

@@ -15,7 +15,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.mark.parametrize("script", ["ops.py", "mnist.py"])
+@pytest.mark.parametrize("script", ["ops.py", "mnist.py", "profile_step.py"])
 def test_benchmark_script_quick(script, tmp_path):
     pytest.importorskip("torch")
     result = subprocess.run(
@@ -30,12 +30,18 @@ def test_benchmark_script_quick(script, tmp_path):
     assert len(files) == 1
     data = json.loads(files[0].read_text())
     assert {"cpu", "cpu_count", "versions", "date"} <= set(data["machine"])
-    section = data["ops" if script == "ops.py" else "mnist"]
+    section = data[{"ops.py": "ops", "mnist.py": "mnist", "profile_step.py": "profile"}[script]]
     assert section["quick"] is True
     if script == "ops.py":
-        assert section["cases"] and all(
-            c["times"]["xpnet-numpy"]["median_s"] > 0 for c in section["cases"]
-        )
-    else:
+        assert section["cases"]
+        for case in section["cases"]:
+            for impl in ("xpnet-numpy", "xpnet-numpy-generic", "torch-cpu"):
+                assert case["times"][impl]["median_s"] > 0
+            assert case["ratios"]["xpnet-numpy / torch-cpu"] > 0
+    elif script == "mnist.py":
         assert section["results"]["xpnet-numpy"]["epoch_s"]
+        assert section["results"]["xpnet-numpy-generic"]["step_b128"]["median_s"] > 0
         assert "step b128: xpnet-numpy / torch-cpu" in section["ratios"]
+    else:
+        assert section["layers_ms"]["whole step"]["fast"] > 0
+        assert section["conv_phases_ms"]["conv2 im2col"]["generic"] > 0

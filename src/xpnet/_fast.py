@@ -51,6 +51,21 @@ def as_nchw(x_nhwc: np.ndarray) -> np.ndarray:
     return np.permute_dims(x_nhwc, (0, 3, 1, 2))
 
 
+def same_layout(x: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """``x``, copied into the memory layout of ``like`` (same shape) if it differs.
+
+    Elementwise passes over two arrays of different layouts run in short inner loops.
+    """
+    if (
+        np.argsort(x.strides, kind="stable").tolist()
+        == np.argsort(like.strides, kind="stable").tolist()
+    ):
+        return x
+    copy = np.empty_like(like, dtype=x.dtype)  # empty_like keeps like's layout
+    copy[...] = x
+    return copy
+
+
 def zero_where(drop: np.ndarray, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``np.where(drop, 0, values)`` with no branch per element, bit-exact (NaN, inf kept).
 
@@ -64,56 +79,44 @@ def zero_where(drop: np.ndarray, values: np.ndarray, out: np.ndarray | None = No
     return np.bitwise_and(bits, values.view(uint), out=target).view(values.dtype)
 
 
-def rows_of_at_least(n_rows: int, width: int, minimum: int = 256) -> int:
-    """How many rows of a C-ordered (n_rows, width) matrix to take as one, so a row-wise
-    broadcast (bias add, column sum) runs in loops of at least ``minimum`` elements
-    instead of ``width``: the largest power of two dividing ``n_rows`` up to that."""
-    group = 1
-    while group * width < minimum and n_rows % (2 * group) == 0:
-        group *= 2
-    return group
-
-
-def add_row_vector(matrix: np.ndarray, vector: np.ndarray) -> None:
-    """``matrix += vector`` for a C-ordered (M, C) matrix, in long loops."""
-    group = rows_of_at_least(*matrix.shape)
-    matrix.reshape(-1, group * matrix.shape[1])[...] += np.tile(vector, group)
-
-
-def sum_rows(matrix: np.ndarray) -> np.ndarray:
-    """``matrix.sum(axis=0)`` for a C-ordered (M, C) matrix, in long loops."""
-    group = rows_of_at_least(*matrix.shape)
-    partial = np.sum(matrix.reshape(-1, group * matrix.shape[1]), axis=0)
-    return np.sum(partial.reshape(group, matrix.shape[1]), axis=0)
-
-
 # --------------------------------------------------------------------------------------------
 # Convolution
 # --------------------------------------------------------------------------------------------
 
 
 def im2col_rows(
-    x_nhwc: np.ndarray, kernel: IntPair, stride: IntPair, out_hw: IntPair
+    x_nhwc: np.ndarray,
+    kernel: IntPair,
+    stride: IntPair,
+    out_hw: IntPair,
+    *,
+    ones_column: bool = False,
 ) -> np.ndarray:
     """The (N*out_h*out_w, kH*kW*C) column matrix of channels-last ``x_nhwc`` (padded).
 
-    Row ``(n, oy, ox)`` holds the window at that output position, ordered (ky, kx, c). The
+    Row ``(n, oy, ox)`` holds the window at that output position, ordered (ky, kx, c), and
+    with ``ones_column`` a final 1 (so a bias rides along in the matrix products). The
     matrix is C-ordered (one copy whose rows are ``kW*C`` floats long) unless a window row
     is shorter than an output row (``C == 1``): then it is F-ordered, one copy per kernel
     offset of ``out_w`` floats each.
     """
     (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_hw
     n, _, _, c = x_nhwc.shape
+    k, m = kh * kw * c, n * oh * ow
     windows = sliding_window_view(x_nhwc, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
     windows = windows[:, :oh, :ow]  # (N, oh, ow, C, kh, kw)
-    offset_major = c == 1 and sw == 1 and ow > kw
-    if offset_major:
-        cols = np.empty((kh, kw, c, n, oh, ow), dtype=x_nhwc.dtype)
-        np.copyto(cols, np.permute_dims(windows, (4, 5, 3, 0, 1, 2)))
-        return cols.reshape(kh * kw * c, n * oh * ow).T
-    cols = np.empty((n, oh, ow, kh, kw, c), dtype=x_nhwc.dtype)
-    np.copyto(cols, np.permute_dims(windows, (0, 1, 2, 4, 5, 3)))
-    return cols.reshape(n * oh * ow, kh * kw * c)
+    if c == 1 and sw == 1 and ow > kw:  # offset-major: (K, M) in memory
+        cols = np.empty((k + ones_column, m), dtype=x_nhwc.dtype)
+        target = np.reshape(cols[:k], (kh, kw, c, n, oh, ow), copy=False)
+        np.copyto(target, np.permute_dims(windows, (4, 5, 3, 0, 1, 2)))
+        cols[k:] = 1
+        return cols.T
+    cols = np.empty((m, k + ones_column), dtype=x_nhwc.dtype)
+    target = np.reshape(cols, (n, oh, ow, k + ones_column), copy=False)[..., :k]
+    target = np.reshape(target, (n, oh, ow, kh, kw, c), copy=False)
+    np.copyto(target, np.permute_dims(windows, (0, 1, 2, 4, 5, 3)))
+    cols[:, k:] = 1
+    return cols
 
 
 def pad_channels_last(x_nhwc: np.ndarray, padding: IntPair) -> np.ndarray:
@@ -129,18 +132,23 @@ def pad_channels_last(x_nhwc: np.ndarray, padding: IntPair) -> np.ndarray:
 def conv2d_forward(
     x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: IntPair, padding: IntPair
 ) -> tuple[np.ndarray, Conv2dSaved]:
-    """conv2d as ONE (N*L, K) @ (K, C_out) product on channels-last columns."""
+    """conv2d as ONE (N*L, K) @ (K, C_out) product on channels-last columns.
+
+    The bias is one more row of the weight matrix against a column of ones, so the product
+    adds it and the weight-gradient product sums its gradient, with no pass of their own.
+    """
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
     oh = output_size(h, kh, stride[0], padding[0])
     ow = output_size(w, kw, stride[1], padding[1])
     x_nhwc = pad_channels_last(channels_last(x), padding)
-    cols = im2col_rows(x_nhwc, (kh, kw), stride, (oh, ow))
+    has_bias = bias is not None
+    cols = im2col_rows(x_nhwc, (kh, kw), stride, (oh, ow), ones_column=has_bias)
     weight_rows = np.permute_dims(weight, (0, 2, 3, 1)).reshape(c_out, kh * kw * c_in)
+    if has_bias:
+        weight_rows = np.concatenate([weight_rows, bias[:, None]], axis=1)
     out = cols @ weight_rows.T  # (N*oh*ow, C_out): channels-last memory
-    if bias is not None:
-        add_row_vector(out, bias)
-    saved = Conv2dSaved(cols, weight, tuple(x.shape), stride, padding, bias is not None, True)
+    saved = Conv2dSaved(cols, weight, tuple(x.shape), stride, padding, has_bias, True)
     return as_nchw(out.reshape(n, oh, ow, c_out)), saved
 
 
@@ -151,10 +159,12 @@ def conv2d_backward(
     n, c_in, h, w = saved.x_shape
     c_out, _, kh, kw = saved.weight.shape
     oh, ow = grad_out.shape[-2:]
+    k = kh * kw * c_in
     grad_rows = channels_last(grad_out).reshape(n * oh * ow, c_out)
-    grad_weight = (grad_rows.T @ saved.cols).reshape(c_out, kh, kw, c_in)
+    grad_params = grad_rows.T @ saved.cols  # (C_out, K [+ 1 for the bias])
+    grad_bias = np.ascontiguousarray(grad_params[:, k]) if saved.has_bias else None
+    grad_weight = grad_params[:, :k].reshape(c_out, kh, kw, c_in)
     grad_weight = np.ascontiguousarray(np.permute_dims(grad_weight, (0, 3, 1, 2)))
-    grad_bias = sum_rows(grad_rows) if saved.has_bias else None
     if not input_grad:
         return None, grad_weight, grad_bias
     ph, pw = saved.padding
@@ -255,6 +265,7 @@ def max_pool2d_backward(grad_out: np.ndarray, saved: Pool2dSaved) -> np.ndarray:
     """
     n, c, h, w = saved.x_shape
     kh, kw = saved.kernel
+    grad_out = same_layout(grad_out, saved.argmax)  # e.g. NCHW from a Flatten's backward
     floor_dropped = (h % kh, w % kw) != (0, 0)  # those edge pixels get no gradient
     grad_x = as_nchw((np.zeros if floor_dropped else np.empty)((n, h, w, c), grad_out.dtype))
     windows = pool_windows(grad_x, saved.kernel, writeable=True)
@@ -266,11 +277,6 @@ def max_pool2d_backward(grad_out: np.ndarray, saved: Pool2dSaved) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Activations
 # --------------------------------------------------------------------------------------------
-
-
-def relu(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)``, NaN kept: zero where ``x <= 0``."""
-    return zero_where(x <= 0, x)
 
 
 def relu_backward(grad_out: np.ndarray, out: np.ndarray) -> np.ndarray:

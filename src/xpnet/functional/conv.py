@@ -21,7 +21,7 @@ Array = Any
 class Conv2dSaved(NamedTuple):
     """What :func:`conv2d_backward` needs from the forward pass."""
 
-    cols: Array  # (C_in*kH*kW, N*out_h*out_w); fast path: (N*out_h*out_w, kH*kW*C_in)
+    cols: Array  # (C_in*kH*kW, N*out_h*out_w); fast path: (N*out_h*out_w, kH*kW*C_in [+1])
     weight: Array
     x_shape: tuple[int, ...]
     stride: IntPair
