@@ -193,3 +193,34 @@ def test_repr_is_readable():
     text = repr(small_cnn("numpy"))
     assert "(0): Conv2d(in_channels=1, out_channels=4, kernel_size=(3, 3)" in text
     assert "(9): Linear(in_features=54, out_features=10, bias=True)" in text
+
+
+def test_backward_without_input_grad_skips_only_the_input_gradient(xp, backend, rng):
+    """``input_grad=False``: same parameter gradients, ``None`` back, and the layers in
+    front of the first layer with parameters are not run backward at all."""
+    model = nn.Sequential(
+        nn.ReLU(),  # nothing to learn in front: skipped
+        nn.Conv2d(2, 3, 3, padding=1, rng=0, backend=backend),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(3 * 5 * 5, 4, rng=1, backend=backend),
+    )
+    x = on(xp, rng.standard_normal((2, 2, 5, 5)), "float32")
+    labels = on(xp, rng.integers(0, 4, size=2), "int64")
+    crit = nn.CrossEntropyLoss()
+    crit(model(x), labels)
+    grad_x = model.backward(crit.backward())
+    full = {name: as_np(p.grad) for name, p in model.named_parameters()}
+    model.zero_grad()
+    model.layers[0].backward = None  # would fail if it were called
+    assert model.backward(crit.backward(), input_grad=False) is None
+    for name, param in model.named_parameters():
+        np.testing.assert_array_equal(as_np(param.grad), full[name], err_msg=name)
+    assert grad_x.shape == x.shape
+    assert model.layers[1].backward(model.layers[2]._out, input_grad=False) is None
+
+
+def test_backward_without_input_grad_on_a_model_without_parameters(xp):
+    model = nn.Sequential(nn.ReLU(), nn.Flatten())
+    out = model(xp.ones((2, 3)))
+    assert model.backward(xp.ones(out.shape), input_grad=False) is None

@@ -126,7 +126,8 @@ def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
 
 def _takes_input_grad(model: Module) -> bool:
     """Whether ``model.backward`` accepts ``input_grad`` (every xpnet layer with parameters)."""
-    return "input_grad" in inspect.signature(model.backward).parameters
+    parameters = inspect.signature(model.backward).parameters.values()
+    return any(p.name == "input_grad" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def fit(
