@@ -7,6 +7,7 @@
    (the generic array-API code) in interleaved rounds. The first conv layer's backward is
    also timed with its input gradient (which the step skips) to show what skipping saves.
 2. The phases of each conv layer (im2col, the matrix products, col2im) on both paths.
+3. PyTorch's profile of the same step (same model, weights and batch), by op.
 
 Writes the ``profile`` section of ``results/<machine>-<date>.json``.
 """
@@ -163,6 +164,39 @@ def conv_phase_functions(
     }
 
 
+def profile_torch(steps: int) -> dict[str, float] | None:
+    """PyTorch's own profile of the same step (same model and weights): ms per step by op,
+    the ops that take at least 1% of the step. ``None`` without PyTorch."""
+    try:
+        import torch
+        from torch.profiler import profile
+    except ImportError:
+        return None
+    from mnist import torch_twin
+
+    (x, y), _ = load_mnist(normalize=True)
+    xb, yb = torch.tensor(x[:BATCH]), torch.tensor(y[:BATCH].astype(np.int64))
+    model = torch_twin(models.mnist_cnn(seed=0, backend="numpy"), "cpu")
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(xb), yb).backward()
+        opt.step()
+
+    for _ in range(5):
+        step()
+    start = time.perf_counter()
+    with profile() as prof:
+        for _ in range(steps):
+            step()
+    wall = (time.perf_counter() - start) / steps * 1e3
+    per_op = {event.key: event.self_cpu_time_total / 1e3 / steps for event in prof.key_averages()}
+    table = {k: v for k, v in sorted(per_op.items(), key=lambda kv: -kv[1]) if v >= wall / 100}
+    table["whole step (wall, profiled)"] = wall
+    return table
+
+
 def print_table(title: str, table: dict[str, dict[str, float]]) -> None:
     print(f"\n{title}\n{'':<44}{'generic ms':>12}{'fast ms':>10}{'ratio':>8}")
     for name, row in table.items():
@@ -179,9 +213,20 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (1 if args.quick else 8)
     layers = profile_layers(rounds, block=2 if args.quick else 8)
     phases = profile_conv_phases(repeats=3 if args.quick else 20)
+    torch_ops = profile_torch(steps=3 if args.quick else 20)
     print_table("Training step, batch 128: median per layer", layers)
     print_table("Conv layers at batch 128: median per phase", phases)
-    payload = {"quick": args.quick, "rounds": rounds, "layers_ms": layers, "conv_phases_ms": phases}
+    if torch_ops is not None:
+        print("\nPyTorch, the same step: ms per step by op (torch.profiler, self CPU time)")
+        for name, ms in torch_ops.items():
+            print(f"{name:<44}{ms:>10.3f}")
+    payload = {
+        "quick": args.quick,
+        "rounds": rounds,
+        "layers_ms": layers,
+        "conv_phases_ms": phases,
+        "torch_ops_ms": torch_ops,
+    }
     path = write_results("profile", payload, args.out)
     print(f"\nwrote {path}")
     return 0
