@@ -130,6 +130,7 @@ class Trainer:
             order = torch.tensor(order, device=self.x.device)
             take = lambda a, idx: a[idx]  # noqa: E731
         self.sync()
+        time.sleep(0.2)  # the other library's worker threads go idle (see _common.compare)
         start = time.perf_counter()
         for first in range(0, n, BATCH):
             idx = order[first : min(first + BATCH, n)]

@@ -156,7 +156,7 @@ def conv_phase_functions(
         "fast": {
             "im2col": lambda: _fast.im2col_rows(x_nhwc, (k, k), (1, 1), out_hw),
             "forward product": lambda: rows @ w_rows.T,
-            "weight-gradient product": lambda: g_rows.T @ rows,
+            "weight-gradient product": lambda: (rows.T @ g_rows).T,
             "col2im, with the column-gradient products": lambda: _fast.col2im_rows(
                 g_rows.reshape(BATCH, -1, c_out), w, (side, side), (1, 1), out_hw
             ),

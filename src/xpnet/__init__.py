@@ -19,10 +19,12 @@ from ._backend import (
     asarray,
     available_backends,
     backend_of,
+    fast_paths_enabled,
     get_backend,
     namespace,
     set_backend,
     to_numpy,
+    use_fast_paths,
 )
 
 __version__ = "0.1.0"
@@ -33,6 +35,7 @@ __all__ = [
     "asarray",
     "available_backends",
     "backend_of",
+    "fast_paths_enabled",
     "functional",
     "get_backend",
     "init",
@@ -41,4 +44,5 @@ __all__ = [
     "optim",
     "set_backend",
     "to_numpy",
+    "use_fast_paths",
 ]

@@ -295,10 +295,10 @@ def use_fast_paths(enabled: bool) -> Iterator[None]:
     Examples
     --------
     >>> import numpy as np
+    >>> import xpnet
     >>> from xpnet import functional as F
-    >>> from xpnet._backend import use_fast_paths
     >>> x, w = np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3))
-    >>> with use_fast_paths(False):  # the generic array-API code, as on any backend
+    >>> with xpnet.use_fast_paths(False):  # the generic array-API code, as on any backend
     ...     generic = F.conv2d(x, w)
     >>> bool((generic == F.conv2d(x, w)).all())
     True

