@@ -184,3 +184,21 @@ def test_backward_of_a_fast_forward_works_with_fast_paths_off():
     for a, b, c in zip(got[:2], expected[:2], generic[:2]):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
+
+
+def test_max_pool_with_more_than_256_window_offsets():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 2, 17, 18))
+    g = rng.standard_normal((1, 2, 1, 1))
+    fast, generic = _both(lambda: F.max_pool2d_backward(g, F.max_pool2d_forward(x, 17)[1]))
+    np.testing.assert_array_equal(fast, generic)
+    assert np.count_nonzero(fast) == 2
+
+
+def test_max_pool_backward_keeps_the_input_layout():
+    rng = np.random.default_rng(4)
+    for layout in ("nchw", "channels_last"):
+        x = _array(rng, (2, 3, 4, 4), "float32", layout)
+        out, saved = F.max_pool2d_forward(x, 2)
+        grad = F.max_pool2d_backward(np.ones(out.shape, dtype=np.float32), saved)
+        assert _fast.is_channels_last(grad) == (layout == "channels_last")
