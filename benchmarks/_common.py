@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -220,10 +220,21 @@ def write_results(section: str, payload: dict[str, Any], out_dir: Path | None = 
     return path
 
 
-def bar_plot(
-    path: Path, groups: list[str], series: dict[str, list[float]], *, ylabel: str, title: str
-) -> Path | None:
-    """Grouped bars (log scale): one group per case, one bar per implementation."""
+class Panel(NamedTuple):
+    """One bar chart: a group of bars per case, one bar per implementation."""
+
+    groups: list[str]
+    series: dict[str, list[float]]  # seconds; NaN for a bar that was not measured
+    ylabel: str
+    title: str
+    notes: list[str] | None = None  # written above each group, e.g. a ratio
+    scale: float = 1e3  # seconds to the unit of ylabel
+    bar_notes: dict[str, list[str]] | None = None  # written above single bars
+    log: bool = True  # log scale (wide ranges) or linear from 0
+
+
+def bar_plot(path: Path, *panels: Panel) -> Path | None:
+    """Grouped bars, one panel beside the other; ``None`` without matplotlib."""
     try:
         import matplotlib
 
@@ -232,17 +243,30 @@ def bar_plot(
     except ImportError:
         print("matplotlib not installed: plot skipped")
         return None
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(groups)), 4))
-    width = 0.8 / max(len(series), 1)
-    for i, (name, values) in enumerate(series.items()):
-        xs = np.arange(len(groups)) + i * width
-        ax.bar(xs, [v * 1e3 if v == v else 0 for v in values], width, label=name)
-    ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2)
-    ax.set_xticklabels(groups, rotation=30, ha="right", fontsize=8)
-    ax.set_yscale("log")
-    ax.set(ylabel=ylabel, title=title)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    widths = [max(4.0, 1.3 * len(panel.groups)) for panel in panels]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(max(6.0, sum(widths)), 4.2), width_ratios=widths, squeeze=False
+    )
+    for ax, panel in zip(axes[0], panels):
+        width = 0.8 / max(len(panel.series), 1)
+        for i, (name, values) in enumerate(panel.series.items()):
+            xs = np.arange(len(panel.groups)) + i * width
+            heights = [v * panel.scale if v == v else 0 for v in values]
+            ax.bar(xs, heights, width, label=name)
+            for x, height, note in zip(xs, heights, (panel.bar_notes or {}).get(name, [])):
+                ax.annotate(note, (x, height * 1.08), ha="center", fontsize=7)
+        centres = np.arange(len(panel.groups)) + 0.4 - width / 2
+        ax.set_xticks(centres)
+        ax.set_xticklabels(panel.groups, rotation=30, ha="right", fontsize=8)
+        if panel.log:
+            ax.set_yscale("log")
+        ax.set(ylabel=panel.ylabel, title=panel.title)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+        top = max(v * panel.scale for values in panel.series.values() for v in values if v == v)
+        ax.set_ylim(top=top * 4 if panel.log else top * 1.5)
+        for x, note in zip(centres, panel.notes or []):
+            ax.annotate(note, (x, top * (1.6 if panel.log else 1.1)), ha="center", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

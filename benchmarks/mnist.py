@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import xpnet
 from _common import (
+    Panel,
     as_implemented,
     backend_of,
     bar_plot,
@@ -243,18 +244,31 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = write_results("mnist", payload, args.out)
     plot = path.with_name(path.stem + "-mnist.png")
+    step_notes = None
+    if "torch-cpu" in results:  # each step's time as a multiple of PyTorch's on the CPU
+        reference = results["torch-cpu"]["step_b128"]["median_s"]
+        step_notes = {
+            impl: [f"{results[impl]['step_b128']['median_s'] / reference:.2f}x"]
+            for impl in step_impls
+        }
     bar_plot(
         plot,
-        ["train step b128", "one epoch"],
-        {
-            impl: [
-                results[impl]["step_b128"]["median_s"],
-                results[impl].get("epoch_median_s", float("nan")),
-            ]
-            for impl in step_impls
-        },
-        ylabel="ms (median)",
-        title=f"mnist_cnn training ({len(x)} images)",
+        Panel(
+            ["batch 128"],
+            {impl: [results[impl]["step_b128"]["median_s"]] for impl in step_impls},
+            ylabel="ms (median)",
+            title="training step (x torch-cpu)",
+            bar_notes=step_notes,
+            log=False,
+        ),
+        Panel(
+            [f"{len(x)} images"],
+            {impl: [results[impl]["epoch_median_s"]] for impl in impls},
+            ylabel="s (median)",
+            title="one epoch, data on the device",
+            scale=1.0,
+            log=False,
+        ),
     )
     print(f"wrote {path} and {plot.name}")
     return 0

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import xpnet
 from _common import (
+    Panel,
     as_implemented,
     backend_of,
     bar_plot,
@@ -195,12 +196,23 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"quick": args.quick, "rounds": rounds, "block": block, "cases": rows}
     path = write_results("ops", payload, args.out)
     plot = path.with_name(path.stem + "-ops.png")
+    notes = [
+        "  ".join(
+            f"{label.split(' ')[0].replace('xpnet-', '')}/torch {r['ratios'][label]:.2f}"
+            for label in ("xpnet-numpy / torch-cpu", "xpnet-cupy / torch-cuda")
+            if label in r["ratios"]
+        )
+        for r in rows
+    ]
     bar_plot(
         plot,
-        [r["case"] for r in rows],
-        {impl: [r["times"][impl]["median_s"] for r in rows] for impl in impls},
-        ylabel="forward+backward, ms (median)",
-        title="xpnet vs PyTorch per layer",
+        Panel(
+            [r["case"] for r in rows],
+            {impl: [r["times"][impl]["median_s"] for r in rows] for impl in impls},
+            ylabel="forward+backward, ms (median)",
+            title="xpnet vs PyTorch per layer (paired ratio above each case)",
+            notes=notes,
+        ),
     )
     print(f"wrote {path} and {plot.name}")
     return 0
