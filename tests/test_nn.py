@@ -224,3 +224,30 @@ def test_backward_without_input_grad_on_a_model_without_parameters(xp):
     model = nn.Sequential(nn.ReLU(), nn.Flatten())
     out = model(xp.ones((2, 3)))
     assert model.backward(xp.ones(out.shape), input_grad=False) is None
+
+
+def test_a_float32_training_step_stays_float32(xp, backend, rng):
+    """No float64 temporaries sneak in (they would double the memory traffic)."""
+    from xpnet import models, optim
+
+    model = models.mnist_cnn(seed=0, backend=backend)
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    crit = nn.CrossEntropyLoss()
+    x = on(xp, rng.standard_normal((4, 1, 28, 28)), "float32")
+    dtypes = set()
+    h = x
+    for layer in model.layers:
+        h = layer(h)
+        dtypes.add(h.dtype)
+    loss = crit(h, on(xp, rng.integers(0, 10, size=4), "int64"))
+    grad = crit.backward()
+    for layer in reversed(model.layers[1:]):
+        grad = layer.backward(grad)
+        dtypes.add(grad.dtype)
+    model.layers[0].backward(grad, input_grad=False)
+    opt.step()
+    dtypes |= {p.grad.dtype for p in model.parameters()} | {
+        p.data.dtype for p in model.parameters()
+    }
+    dtypes |= {v.dtype for state in opt.state for v in state.values() if hasattr(v, "dtype")}
+    assert all(d == xp.float32 for d in dtypes) and loss.dtype == xp.float32, dtypes
