@@ -202,3 +202,33 @@ def test_max_pool_backward_keeps_the_input_layout():
         out, saved = F.max_pool2d_forward(x, 2)
         grad = F.max_pool2d_backward(np.ones(out.shape, dtype=np.float32), saved)
         assert _fast.is_channels_last(grad) == (layout == "channels_last")
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        lambda a: a[:, :, ::-1, :],
+        lambda a: a[:, :, ::2, 1::2],
+        lambda a: a[:, 1:3],
+        lambda a: a[::-1],
+    ],
+    ids=["flipped rows", "strided", "channel slice", "reversed batch"],
+)
+def test_fast_paths_take_any_strides(view):
+    rng = np.random.default_rng(5)
+    x = view(rng.standard_normal((3, 4, 14, 15)).astype(np.float32))
+    w = rng.standard_normal((2, x.shape[1], 3, 3)).astype(np.float32)
+
+    def run():
+        pooled, pool_saved = F.max_pool2d_forward(x, 2)
+        out, saved = F.conv2d_forward(x, w, padding=1)
+        return (
+            pooled,
+            F.max_pool2d_backward(pooled, pool_saved),
+            out,
+            *F.conv2d_backward(out, saved)[:2],
+            F.relu_backward(x, F.relu(x)),
+        )
+
+    for got, ref in zip(*_both(run)):
+        _assert_close(got, ref, "float32", "strided input")
