@@ -251,3 +251,25 @@ def test_a_float32_training_step_stays_float32(xp, backend, rng):
     }
     dtypes |= {v.dtype for state in opt.state for v in state.values() if hasattr(v, "dtype")}
     assert all(d == xp.float32 for d in dtypes) and loss.dtype == xp.float32, dtypes
+
+
+def test_backward_without_input_grad_with_a_users_layer_that_predates_it(xp, backend, rng):
+    class Scale(nn.Module):  # a user's layer with a parameter and the old backward signature
+        param_names = ("weight",)
+
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(xp.ones((3,)))
+
+        def forward(self, x):
+            self._x = x
+            return x * self.weight.data
+
+        def backward(self, grad_out):
+            self.weight.grad = xp.sum(grad_out * self._x, axis=0)
+            return grad_out * self.weight.data
+
+    model = nn.Sequential(Scale(), nn.Linear(3, 2, rng=0, backend=backend, dtype="float64"))
+    out = model(on(xp, rng.standard_normal((4, 3))))
+    assert model.backward(xp.ones(out.shape, dtype=out.dtype), input_grad=False) is None
+    assert model.layers[0].weight.grad.shape == (3,)

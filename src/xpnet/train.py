@@ -10,7 +10,6 @@ and raises ``KeyboardInterrupt``; ``fit(..., resume=True)`` continues that same 
 
 from __future__ import annotations
 
-import inspect
 import math
 import signal
 import sys
@@ -29,6 +28,7 @@ from ._backend import backend_of, to_numpy
 from .checkpoint import load_checkpoint, save_checkpoint
 from .functional import softmax
 from .nn import CrossEntropyLoss, Module
+from .nn.module import accepts_input_grad
 
 Array = Any
 
@@ -122,12 +122,6 @@ def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
         file=sys.stdout,
         dynamic_ncols=True,
     )
-
-
-def _takes_input_grad(model: Module) -> bool:
-    """Whether ``model.backward`` accepts ``input_grad`` (every xpnet layer with parameters)."""
-    parameters = inspect.signature(model.backward).parameters.values()
-    return any(p.name == "input_grad" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def fit(
@@ -228,7 +222,7 @@ def fit(
             )
 
     # The input is data: stop the backward at the first layer with parameters, if it can.
-    backward_kwargs = {"input_grad": False} if _takes_input_grad(model) else {}
+    backward_kwargs = {"input_grad": False} if accepts_input_grad(model) else {}
     model.train()
     with _deferred_interrupt() as interrupted:
         for epoch in range(start_epoch, epochs):

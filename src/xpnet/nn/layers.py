@@ -9,7 +9,7 @@ from .. import functional as F
 from .. import init
 from .._backend import DeviceRandom, get_backend
 from .._validation import namespace_of, pair
-from .module import Module, Parameter
+from .module import Module, Parameter, accepts_input_grad
 
 Array = Any
 
@@ -267,7 +267,10 @@ class Sequential(Module):
         for index in range(len(self.layers) - 1, first - 1, -1):
             layer = self.layers[index]
             if index == first and not input_grad:
-                return layer.backward(grad_out, input_grad=False)
+                if accepts_input_grad(layer):
+                    return layer.backward(grad_out, input_grad=False)
+                layer.backward(grad_out)
+                return None
             grad_out = layer.backward(grad_out)
         return None if not input_grad else grad_out
 

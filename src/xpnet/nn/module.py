@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -157,6 +158,13 @@ class Module:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def accepts_input_grad(module: Module) -> bool:
+    """Whether ``module.backward`` takes ``input_grad`` (every xpnet layer with parameters
+    does; a user's own module may not)."""
+    parameters = inspect.signature(module.backward).parameters.values()
+    return any(p.name == "input_grad" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def from_spec(spec: Mapping[str, Any], *, backend: str | None = None) -> Module:
