@@ -208,11 +208,16 @@ def machine_name(facts: dict[str, Any]) -> str:
 
 
 def write_results(section: str, payload: dict[str, Any], out_dir: Path | None = None) -> Path:
-    """Merge ``payload`` under ``section`` into ``results/<machine>-<date>.json``."""
+    """Merge ``payload`` under ``section`` into ``results/<machine>-<date>.json``.
+
+    A ``--quick`` smoke run writes ``<machine>-<date>-quick.json`` instead (git ignores it),
+    so it never overwrites a day's real figures.
+    """
     facts = machine_facts()
     out_dir = out_dir or RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{machine_name(facts)}-{date.today().isoformat()}.json"
+    suffix = "-quick" if payload.get("quick") else ""
+    path = out_dir / f"{machine_name(facts)}-{date.today().isoformat()}{suffix}.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data["machine"] = facts
     data[section] = payload
