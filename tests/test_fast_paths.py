@@ -113,6 +113,22 @@ def test_max_pool_fast_path_equals_generic(case, dtype, layout, ties):
     assert fast[2].dtype == generic[2].dtype
 
 
+@SETTINGS
+@given(case=reshape_pool_cases(), dtype=DTYPES, layout=LAYOUTS)
+def test_avg_pool_fast_path_equals_generic(case, dtype, layout):
+    shape, kernel, seed = case
+    x = _array(np.random.default_rng(seed), shape, dtype, layout)
+
+    def run():
+        out, saved = F.avg_pool2d_forward(x, kernel)  # stride == kernel, no padding
+        g = _array(np.random.default_rng(seed + 1), out.shape, dtype, layout)
+        return out, F.avg_pool2d_backward(g, saved)
+
+    for name, got, ref in zip(("out", "grad"), *_both(run)):
+        assert type(got) is np.ndarray and got.dtype == ref.dtype, name
+        np.testing.assert_array_equal(got, ref, err_msg=name)  # same sums in the same order
+
+
 def test_max_pool_fast_path_with_nan_matches_generic():
     x = np.arange(32.0).reshape(1, 2, 4, 4)
     x[0, 0, 1, 1] = np.nan
@@ -232,3 +248,25 @@ def test_fast_paths_take_any_strides(view):
 
     for got, ref in zip(*_both(run)):
         _assert_close(got, ref, "float32", "strided input")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sigmoid_fast_path_is_bit_equal(dtype):
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((3, 4, 5, 6)) * 20).astype(dtype)
+    x.flat[:7] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e4, -1e4]
+    fast, generic = _both(lambda: F.sigmoid(x))
+    assert fast.dtype == generic.dtype
+    np.testing.assert_array_equal(fast.view(f"u{x.itemsize}"), generic.view(f"u{x.itemsize}"))
+
+
+def test_select_is_a_bit_exact_where():
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal(50).astype(np.float32)
+    b = rng.standard_normal(50).astype(np.float32)
+    a[:3], b[3:6] = [np.nan, np.inf, -0.0], [np.nan, -np.inf, -0.0]
+    condition = rng.random(50) < 0.5
+    expected = np.where(condition, a, b)
+    np.testing.assert_array_equal(
+        _fast.select(condition, a, b).view(np.uint32), expected.view(np.uint32)
+    )

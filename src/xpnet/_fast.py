@@ -1,7 +1,8 @@
 """NumPy fast paths for the hot layers, in channels-last memory.
 
 The generic code in :mod:`xpnet.functional` is the definition of every op and runs on any
-backend. On NumPy three things make it slow, and this module avoids them:
+backend. On NumPy three things make it slow, and this module avoids them in conv2d, max and
+average pooling (stride == kernel, no padding), sigmoid and ReLU's backward:
 
 - im2col of a channels-first (N, C, H, W) image copies rows of only ``out_w`` floats (8 for
   the default model's second conv layer); here the columns are cut from channels-last
@@ -82,6 +83,17 @@ def zero_where(drop: np.ndarray, values: np.ndarray, out: np.ndarray | None = No
     bits = np.subtract(drop, 1, dtype=uint, casting="unsafe")  # False -> all ones, True -> 0
     target = bits if out is None else out.view(uint)
     return np.bitwise_and(bits, values.view(uint), out=target).view(values.dtype)
+
+
+def select(condition: np.ndarray, if_true: np.ndarray, if_false: np.ndarray) -> np.ndarray:
+    """``np.where(condition, if_true, if_false)`` for two float arrays of one dtype, with
+    no branch per element and bit-exact: ``(a & mask) | (b & ~mask)`` on their bits."""
+    uint = np.dtype(f"u{if_true.dtype.itemsize}")
+    mask = np.subtract(condition, 1, dtype=uint, casting="unsafe")  # all ones where False
+    chosen = np.bitwise_and(mask, if_false.view(uint))
+    np.invert(mask, out=mask)  # all ones where True
+    np.bitwise_and(mask, if_true.view(uint), out=mask)
+    return np.bitwise_or(mask, chosen, out=mask).view(if_true.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,24 +283,61 @@ def max_pool2d_backward(grad_out: np.ndarray, saved: Pool2dSaved) -> np.ndarray:
     One pass per window offset writes that offset's pixel of every window: the output's
     gradient where the argmax is that offset, else 0.
     """
-    n, c, h, w = saved.x_shape
     kh, kw = saved.kernel
     grad_out = same_layout(grad_out, saved.argmax)  # e.g. NCHW from a Flatten's backward
-    floor_dropped = (h % kh, w % kw) != (0, 0)  # those edge pixels get no gradient
-    allocate = np.zeros if floor_dropped else np.empty
-    if is_channels_last(saved.argmax):  # as the input was: the next layer reads it as is
-        grad_x = as_nchw(allocate((n, h, w, c), dtype=grad_out.dtype))
-    else:
-        grad_x = allocate((n, c, h, w), dtype=grad_out.dtype)
+    grad_x = pool_output_like(saved.x_shape, saved.kernel, grad_out)  # the input's layout
     windows = pool_windows(grad_x, saved.kernel, writeable=True)
     for k in range(kh * kw):
         zero_where(saved.argmax != k, grad_out, out=windows[:, :, :, k // kw, :, k % kw])
     return grad_x
 
 
+def pool_output_like(x_shape: tuple[int, ...], kernel: IntPair, like: np.ndarray) -> np.ndarray:
+    """An empty gradient for the pooled input, in the memory layout of ``like`` (zeros where
+    floor mode dropped edge pixels, which get no gradient)."""
+    n, c, h, w = x_shape
+    kh, kw = kernel
+    allocate = np.zeros if (h % kh, w % kw) != (0, 0) else np.empty
+    if is_channels_last(like):
+        return as_nchw(allocate((n, h, w, c), dtype=like.dtype))
+    return allocate((n, c, h, w), dtype=like.dtype)
+
+
+def avg_pool2d_forward(x: np.ndarray, kernel: IntPair) -> tuple[np.ndarray, Pool2dSaved]:
+    """Average pooling over non-overlapping windows: the offsets summed in row-major order
+    (as the generic ``mean`` does), then divided by their number."""
+    kh, kw = kernel
+    windows = pool_windows(x, kernel)
+    offsets = [windows[:, :, :, i, :, j] for i in range(kh) for j in range(kw)]
+    total = offsets[0].copy() if len(offsets) == 1 else np.add(offsets[0], offsets[1])
+    for offset in offsets[2:]:
+        np.add(total, offset, out=total)
+    total /= kh * kw
+    return total, Pool2dSaved(None, tuple(x.shape), kernel, kernel, (0, 0))
+
+
+def avg_pool2d_backward(grad_out: np.ndarray, saved: Pool2dSaved) -> np.ndarray:
+    """Each window's pixels get its output's gradient / (kh*kw), one pass per offset."""
+    kh, kw = saved.kernel
+    share = grad_out / (kh * kw)
+    grad_x = pool_output_like(saved.x_shape, saved.kernel, share)
+    windows = pool_windows(grad_x, saved.kernel, writeable=True)
+    for k in range(kh * kw):
+        windows[:, :, :, k // kw, :, k % kw] = share
+    return grad_x
+
+
 # --------------------------------------------------------------------------------------------
 # Activations
 # --------------------------------------------------------------------------------------------
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The generic stable formula, ``1 / (1 + exp(-|x|))`` and ``e * that`` for x < 0,
+    with a branch-free select in place of ``np.where`` (bit-equal)."""
+    e = np.exp(-np.abs(x))
+    positive = 1.0 / (1.0 + e)
+    return select(x >= 0, positive, e * positive)
 
 
 def relu_backward(grad_out: np.ndarray, out: np.ndarray) -> np.ndarray:

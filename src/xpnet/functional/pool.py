@@ -121,6 +121,9 @@ def avg_pool2d_forward(
 ) -> tuple[Array, Pool2dSaved]:
     """:func:`avg_pool2d` that also returns what its backward pass needs."""
     kernel, stride_hw, padding_hw = _check_pool_args("avg_pool2d", x, kernel_size, stride, padding)
+    fast = fast_kernels(x)
+    if fast is not None and fast.reshape_pooling(kernel, stride_hw, padding_hw):
+        return fast.avg_pool2d_forward(x, kernel)
     xp = namespace_of("avg_pool2d", x=x)
     out = xp.mean(_windows(x, kernel, stride_hw, padding_hw, 0.0), axis=0)
     return out, Pool2dSaved(None, tuple(x.shape), kernel, stride_hw, padding_hw)
@@ -149,6 +152,9 @@ def avg_pool2d(
 
 def avg_pool2d_backward(grad_out: Array, saved: Pool2dSaved) -> Array:
     """Gradient of :func:`avg_pool2d` w.r.t. x: each window gets its output's gradient / k."""
+    fast = fast_kernels(grad_out)
+    if fast is not None and fast.reshape_pooling(saved.kernel, saved.stride, saved.padding):
+        return fast.avg_pool2d_backward(grad_out, saved)
     share = grad_out / (saved.kernel[0] * saved.kernel[1])
     return _scatter_back(lambda k: share, grad_out, saved)
 
