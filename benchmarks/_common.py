@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import xpnet
-from xpnet._backend import use_fast_paths
+from xpnet.kernels import use_fast_paths
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

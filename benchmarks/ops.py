@@ -88,7 +88,7 @@ def xpnet_step(op: str, params: dict[str, Any], arrays: dict[str, Any]):
         out, saved = F.linear_forward(x, arrays["w"], arrays["b"])
         return (out, *F.linear_backward(out, saved))
     loss, saved = F.cross_entropy_forward(x, arrays["labels"], check_range=False)
-    return loss, F.cross_entropy_backward(saved)
+    return loss, F.cross_entropy_backward(1.0, saved)
 
 
 def torch_step(op: str, params: dict[str, Any], tensors: dict[str, Any]):

@@ -28,10 +28,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import write_results
-from xpnet import _fast, models, nn, optim
-from xpnet._backend import use_fast_paths
+from xpnet import models, nn, optim
 from xpnet.datasets import load_mnist
 from xpnet.functional._windows import col2im, im2col
+from xpnet.kernels import numpy as numpy_kernels
+from xpnet.kernels import use_fast_paths
 
 BATCH = 128
 
@@ -129,35 +130,41 @@ def conv_phase_functions(
     rng = np.random.default_rng(0)
     out_side = side - k + 1
     out_hw = (out_side, out_side)
-    x = _fast.as_nchw(rng.standard_normal((BATCH, side, side, c_in)).astype(np.float32))
+    x = numpy_kernels.as_nchw(rng.standard_normal((BATCH, side, side, c_in)).astype(np.float32))
     w = (rng.standard_normal((c_out, c_in, k, k)) * 0.1).astype(np.float32)
-    grad = _fast.as_nchw(rng.standard_normal((BATCH, *out_hw, c_out)).astype(np.float32))
+    grad = numpy_kernels.as_nchw(rng.standard_normal((BATCH, *out_hw, c_out)).astype(np.float32))
     # generic: channels-first columns (C_in*k*k, N*L)
     x_cn = np.permute_dims(x, (1, 0, 2, 3))
-    cols = im2col(x_cn, (k, k), (1, 1), out_hw, axis=1).reshape(c_in * k * k, -1)
+    cols = im2col(x_cn, (k, k), (1, 1), out_hw, axis=1, xp=np).reshape(c_in * k * k, -1)
     w2 = w.reshape(c_out, -1)
     g2 = np.permute_dims(grad, (1, 0, 2, 3)).reshape(c_out, -1)
     dcols = (w2.T @ g2).reshape(c_in, k * k, BATCH, *out_hw)
     # fast: channels-last rows (N*L, k*k*C_in)
-    x_nhwc = _fast.channels_last(x)
-    rows = _fast.im2col_rows(x_nhwc, (k, k), (1, 1), out_hw)
+    x_nhwc = numpy_kernels.channels_last(x)
+    rows = numpy_kernels.im2col_rows(x_nhwc, (k, k), (1, 1), out_hw)
     w_rows = np.permute_dims(w, (0, 2, 3, 1)).reshape(c_out, -1)
-    g_rows = _fast.channels_last(grad).reshape(-1, c_out)
+    g_rows = numpy_kernels.channels_last(grad).reshape(-1, c_out)
     return {
         "generic": {
-            "im2col": lambda: im2col(x_cn, (k, k), (1, 1), out_hw, axis=1),
+            "im2col": lambda: im2col(x_cn, (k, k), (1, 1), out_hw, axis=1, xp=np),
             "forward product": lambda: w2 @ cols,
             "weight-gradient product": lambda: g2 @ cols.T,
             "column-gradient product": lambda: w2.T @ g2,
             "col2im": lambda: col2im(
-                lambda i: dcols[:, i, ...], grad, (c_in, BATCH, side, side), (k, k), (1, 1), out_hw
+                lambda i: dcols[:, i, ...],
+                grad,
+                (c_in, BATCH, side, side),
+                (k, k),
+                (1, 1),
+                out_hw,
+                xp=np,
             ),
         },
         "fast": {
-            "im2col": lambda: _fast.im2col_rows(x_nhwc, (k, k), (1, 1), out_hw),
+            "im2col": lambda: numpy_kernels.im2col_rows(x_nhwc, (k, k), (1, 1), out_hw),
             "forward product": lambda: rows @ w_rows.T,
             "weight-gradient product": lambda: (rows.T @ g_rows).T,
-            "col2im, with the column-gradient products": lambda: _fast.col2im_rows(
+            "col2im, with the column-gradient products": lambda: numpy_kernels.col2im_rows(
                 g_rows.reshape(BATCH, -1, c_out), w, (side, side), (1, 1), out_hw
             ),
         },

@@ -217,7 +217,7 @@ def test_backward_without_input_grad_skips_only_the_input_gradient(xp, backend, 
     for name, param in model.named_parameters():
         np.testing.assert_array_equal(as_np(param.grad), full[name], err_msg=name)
     assert grad_x.shape == x.shape
-    assert model.layers[1].backward(model.layers[2]._out, input_grad=False) is None
+    assert model.layers[1].backward(model.layers[2]._saved, input_grad=False) is None
 
 
 def test_backward_without_input_grad_on_a_model_without_parameters(xp):
@@ -253,8 +253,11 @@ def test_a_float32_training_step_stays_float32(xp, backend, rng):
     assert all(d == xp.float32 for d in dtypes) and loss.dtype == xp.float32, dtypes
 
 
-def test_backward_without_input_grad_with_a_users_layer_that_predates_it(xp, backend, rng):
-    class Scale(nn.Module):  # a user's layer with a parameter and the old backward signature
+def test_a_users_layers_follow_the_base_backward_signature(xp, backend, rng):
+    """A user's layer with a parameter takes ``input_grad`` like every layer (the base
+    signature); one without parameters may keep the one-argument ``backward``."""
+
+    class Scale(nn.Module):
         param_names = ("weight",)
 
         def __init__(self):
@@ -262,14 +265,24 @@ def test_backward_without_input_grad_with_a_users_layer_that_predates_it(xp, bac
             self.weight = nn.Parameter(xp.ones((3,)))
 
         def forward(self, x):
-            self._x = x
+            self._saved = x
             return x * self.weight.data
 
-        def backward(self, grad_out):
-            self.weight.grad = xp.sum(grad_out * self._x, axis=0)
-            return grad_out * self.weight.data
+        def backward(self, grad_out, *, input_grad=True):
+            self.weight.grad = xp.sum(grad_out * self._take_saved(), axis=0)
+            return grad_out * self.weight.data if input_grad else None
 
-    model = nn.Sequential(Scale(), nn.Linear(3, 2, rng=0, backend=backend, dtype="float64"))
+    class Double(nn.Module):  # no parameters, one-argument backward
+        def forward(self, x):
+            return 2 * x
+
+        def backward(self, grad_out):
+            return 2 * grad_out
+
+    model = nn.Sequential(
+        Double(), Scale(), Double(), nn.Linear(3, 2, rng=0, backend=backend, dtype="float64")
+    )
     out = model(on(xp, rng.standard_normal((4, 3))))
     assert model.backward(xp.ones(out.shape, dtype=out.dtype), input_grad=False) is None
-    assert model.layers[0].weight.grad.shape == (3,)
+    assert model.layers[1].weight.grad.shape == (3,)
+    assert model.backward(xp.ones(out.shape, dtype=out.dtype)).shape == (4, 3)

@@ -80,8 +80,8 @@ def test_optimizer_state_round_trip(xp):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"lr": -1.0}, "lr must be a number >= 0; got -1.0"),
-        ({"lr": 0.1, "momentum": -0.5}, "momentum must be a number >= 0"),
+        ({"lr": -1.0}, "lr must be a finite number >= 0; got -1.0"),
+        ({"lr": 0.1, "momentum": -0.5}, "momentum must be a finite number >= 0"),
         ({"lr": 0.1, "nesterov": True}, "nesterov=True needs momentum > 0"),
     ],
 )

@@ -279,26 +279,7 @@ def test_shipped_models_shapes():
         models.build("vgg")
 
 
-class OldStyleModel(nn.Module):
-    """A user's model whose ``backward`` predates ``input_grad``: fit must still train it."""
-
-    def __init__(self, inner: nn.Sequential) -> None:
-        super().__init__()
-        self.inner = inner
-        self.backward_calls = 0
-
-    def children(self):
-        return [self.inner]
-
-    def forward(self, x):
-        return self.inner(x)
-
-    def backward(self, grad_out):
-        self.backward_calls += 1
-        return self.inner.backward(grad_out)
-
-
-def test_fit_skips_the_input_gradient_where_the_model_allows(digits, monkeypatch):
+def test_fit_skips_the_input_gradient(digits, monkeypatch):
     calls = []
     model = digits_model("numpy")
     original = model.backward
@@ -308,8 +289,3 @@ def test_fit_skips_the_input_gradient_where_the_model_allows(digits, monkeypatch
     fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), digits[0],
         epochs=1, batch_size=200, progress=False, log=None)  # fmt: skip
     assert calls == [{"input_grad": False}] * 3
-
-    old_style = OldStyleModel(digits_model("numpy"))
-    history = fit(old_style, nn.CrossEntropyLoss(), optim.SGD(old_style.parameters(), lr=0.1),
-                  digits[0], epochs=1, batch_size=200, progress=False, log=None)  # fmt: skip
-    assert old_style.backward_calls == 3 and len(history.loss) == 1

@@ -13,19 +13,18 @@ Examples
 (2, 10)
 """
 
-from . import functional, init, nn, optim
+from . import functional, init, kernels, nn, optim
 from ._backend import (
     BACKENDS,
     asarray,
     available_backends,
     backend_of,
-    fast_paths_enabled,
     get_backend,
     namespace,
     set_backend,
     to_numpy,
-    use_fast_paths,
 )
+from .kernels import fast_paths_enabled, use_fast_paths
 
 __version__ = "0.1.0"
 
@@ -39,6 +38,7 @@ __all__ = [
     "functional",
     "get_backend",
     "init",
+    "kernels",
     "namespace",
     "nn",
     "optim",

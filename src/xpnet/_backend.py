@@ -7,16 +7,14 @@ uses only the array API standard. This module holds what cannot be written that 
   a CUDA device answers);
 - the namespace object for a backend name, and moving arrays between backends;
 - random numbers drawn on the array's own device (used by ``Dropout``);
-- which arrays may take an optional fast path (:func:`fast_kernels`; the kernels live in
-  ``xpnet/_fast.py``, and each is tested equal to the generic path).
+- which backend a set of arrays belongs to, for the kernel registry (:func:`plain_backend`;
+  the kernels themselves live in ``xpnet/kernels/``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
-from collections.abc import Iterator
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -28,7 +26,6 @@ BACKENDS: tuple[str, ...] = ("numpy", "array_api_strict", "torch", "cupy")
 """Every backend name xpnet knows, in the order they are listed to users."""
 
 _current_backend: str | None = None
-_fast_paths_on: bool = os.environ.get("XPNET_FAST_PATHS", "1") != "0"
 
 
 @cache
@@ -137,6 +134,25 @@ def backend_of(x: Any) -> str:
     if array_api_compat.is_array_api_strict_namespace(array_api_compat.array_namespace(x)):
         return "array_api_strict"
     return type(x).__module__.split(".")[0]
+
+
+def plain_backend(*arrays: Any) -> str | None:
+    """The backend of ``arrays`` if they are plain arrays of one backend, else ``None``.
+
+    ``None`` entries are skipped. Subclasses of ``numpy.ndarray`` (masked arrays,
+    matrices) are not plain: their own methods may differ, so they get no kernels.
+    """
+    names = set()
+    for a in arrays:
+        if a is None:
+            continue
+        if isinstance(a, np.ndarray):
+            if type(a) is not np.ndarray:
+                return None
+            names.add("numpy")
+        else:
+            names.add(backend_of(a))
+    return names.pop() if len(names) == 1 else None
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -257,55 +273,3 @@ class DeviceRandom:
         xp = array_api_compat.array_namespace(like)
         values = gen.random(shape, dtype=np.float32 if "32" in str(like.dtype) else np.float64)
         return xp.asarray(values, device=array_api_compat.device(like))
-
-
-# --------------------------------------------------------------------------------------------
-# Fast paths
-# --------------------------------------------------------------------------------------------
-
-
-def fast_kernels(*arrays: Any) -> ModuleType | None:
-    """The NumPy fast-path kernels (``xpnet._fast``) if every array may use them, else None.
-
-    They apply to NumPy arrays (``None`` entries are skipped) while fast paths are on
-    (the default; :func:`use_fast_paths` or ``XPNET_FAST_PATHS=0`` turn them off). Any
-    other backend always takes the generic array-API code.
-    """
-    if not _fast_paths_on:
-        return None
-    if not all(a is None or type(a) is np.ndarray for a in arrays):
-        return None
-    return fast_module()
-
-
-def fast_module() -> ModuleType:
-    """``xpnet._fast`` itself, e.g. for the backward of a forward that took the fast path."""
-    return importlib.import_module("xpnet._fast")
-
-
-def fast_paths_enabled() -> bool:
-    """Whether NumPy arrays take the fast paths (see :func:`fast_kernels`)."""
-    return _fast_paths_on
-
-
-@contextlib.contextmanager
-def use_fast_paths(enabled: bool) -> Iterator[None]:
-    """Turn the NumPy fast paths on or off inside a ``with`` block.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import xpnet
-    >>> from xpnet import functional as F
-    >>> x, w = np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3))
-    >>> with xpnet.use_fast_paths(False):  # the generic array-API code, as on any backend
-    ...     generic = F.conv2d(x, w)
-    >>> bool((generic == F.conv2d(x, w)).all())
-    True
-    """
-    global _fast_paths_on
-    previous, _fast_paths_on = _fast_paths_on, bool(enabled)
-    try:
-        yield
-    finally:
-        _fast_paths_on = previous

@@ -1,19 +1,18 @@
-"""Argument checks shared by the functional ops: each error names the function, the argument,
-what was expected and what was received."""
+"""Argument checks shared by the functional ops and the layers: each error names the
+function, the argument, what was expected and what was received."""
 
 from __future__ import annotations
 
-from types import ModuleType
+import math
 from typing import Any
 
 from array_api_compat import array_namespace
 
 from ._backend import backend_of, is_array
+from ._typing import Array, IntPair, Namespace
 
-IntPair = tuple[int, int]
 
-
-def pair(value: int | tuple[int, int], name: str, func: str, *, minimum: int) -> IntPair:
+def pair(value: Any, name: str, func: str, *, minimum: int) -> IntPair:
     """Turn an int or an (h, w) pair into a checked pair of ints >= ``minimum``."""
     items = (value, value) if isinstance(value, int) else value
     ok = (
@@ -29,7 +28,22 @@ def pair(value: int | tuple[int, int], name: str, func: str, *, minimum: int) ->
     return h, w
 
 
-def namespace_of(func: str, **arrays: Any) -> ModuleType:
+def positive_int(value: Any, name: str, func: str) -> int:
+    """``value`` if it is an int >= 1 (not a bool), else a ValueError naming it."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{func}: {name} must be a positive int; got {value!r}")
+    return value
+
+
+def finite_number(value: Any, name: str, func: str, *, minimum: float = 0.0) -> float:
+    """``value`` as a float if it is a finite real number >= ``minimum``, else a ValueError."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{func}: {name} must be a finite number >= {minimum:g}; got {value!r}")
+    return float(value)
+
+
+def namespace_of(func: str, **arrays: Any) -> Namespace:
     """The one namespace shared by ``arrays`` (``None`` entries are skipped).
 
     Raises a ``TypeError`` naming the argument that is not an array, or the two arguments
@@ -51,14 +65,14 @@ def namespace_of(func: str, **arrays: Any) -> ModuleType:
     return array_namespace(*(a for a in arrays.values() if a is not None))
 
 
-def check_ndim(x: Any, name: str, func: str, ndim: int, layout: str) -> None:
+def check_ndim(x: Array, name: str, func: str, ndim: int, layout: str) -> None:
     if x.ndim != ndim:
         raise ValueError(
             f"{func}: {name} must be {ndim}-D {layout}; got shape {tuple(x.shape)} ({x.ndim}-D)"
         )
 
 
-def check_floating(xp: ModuleType, x: Any, name: str, func: str) -> None:
+def check_floating(x: Array, name: str, func: str, *, xp: Namespace) -> None:
     if not xp.isdtype(x.dtype, "real floating"):
         raise TypeError(f"{func}: {name} must be a real floating array; got dtype {x.dtype}")
 
@@ -68,3 +82,25 @@ def check_same_dtype(func: str, **arrays: Any) -> None:
     if len(set(dtypes.values())) > 1:
         described = ", ".join(f"{n} is {d}" for n, d in dtypes.items())
         raise TypeError(f"{func}: dtypes must match: {described}")
+
+
+def check_weight_and_bias(
+    func: str, x: Array, weight: Array, bias: Array | None, *, xp: Namespace
+) -> None:
+    """Floating ``x`` of the weight's dtype, and a bias of shape (weight.shape[0],)."""
+    check_floating(x, "x", func, xp=xp)
+    check_same_dtype(func, x=x, weight=weight, bias=bias)
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(
+            f"{func}: bias must have shape ({weight.shape[0]},); got {tuple(bias.shape)}"
+        )
+
+
+def check_window_fits(func: str, hw: Any, kernel: Any, padding: IntPair) -> None:
+    """Raise if the kernel is larger than the padded input."""
+    padded = (hw[0] + 2 * padding[0], hw[1] + 2 * padding[1])
+    if kernel[0] > padded[0] or kernel[1] > padded[1]:
+        raise ValueError(
+            f"{func}: kernel size {tuple(kernel)} is larger than the padded input {padded} "
+            f"(input {tuple(hw)}, padding {padding})"
+        )

@@ -28,7 +28,6 @@ from ._backend import backend_of, to_numpy
 from .checkpoint import load_checkpoint, save_checkpoint
 from .functional import softmax
 from .nn import CrossEntropyLoss, Module
-from .nn.module import accepts_input_grad
 
 Array = Any
 
@@ -222,7 +221,6 @@ def fit(
             )
 
     # The input is data: stop the backward at the first layer with parameters, if it can.
-    backward_kwargs = {"input_grad": False} if accepts_input_grad(model) else {}
     model.train()
     with _deferred_interrupt() as interrupted:
         for epoch in range(start_epoch, epochs):
@@ -245,7 +243,7 @@ def fit(
                 xb, yb = xp.take(x, index, axis=0), xp.take(y, index, axis=0)
                 logits = model(xb)
                 batch_loss = loss(logits, yb)
-                model.backward(loss.backward(), **backward_kwargs)
+                model.backward(loss.backward(), input_grad=False)
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()

@@ -1,19 +1,24 @@
-"""Elementwise activations. Each backward takes the forward's *output*, so nothing else is kept."""
+"""Elementwise activations. Each ``f_forward`` returns ``(out, out)``: the backward needs only
+the output, so the output is what is saved."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from .._backend import fast_kernels
+from .._typing import Array, Namespace
 from .._validation import check_floating, namespace_of
+from ..kernels import kernel_for
 
-Array = Any
 
-
-def _floating_namespace(func: str, x: Array) -> Any:
+def _floating_namespace(func: str, x: Array) -> Namespace:
     xp = namespace_of(func, x=x)
-    check_floating(xp, x, "x", func)
+    check_floating(x, "x", func, xp=xp)
     return xp
+
+
+def relu_forward(x: Array) -> tuple[Array, Array]:
+    """:func:`relu` and what its backward needs (the output)."""
+    xp = _floating_namespace("relu", x)
+    out = xp.maximum(x, xp.zeros_like(x))
+    return out, out
 
 
 def relu(x: Array) -> Array:
@@ -26,18 +31,29 @@ def relu(x: Array) -> Array:
     >>> relu(xp.asarray([-1.0, 0.0, 2.0]))
     Array([0., 0., 2.], dtype=array_api_strict.float64)
     """
-    xp = _floating_namespace("relu", x)
-    return xp.maximum(x, xp.zeros_like(x))
+    return relu_forward(x)[0]
 
 
 def relu_backward(grad_out: Array, out: Array) -> Array:
     """Gradient of :func:`relu` given its output ``out``: 0 where ``out <= 0``, else
     ``grad_out`` (a NaN output passes its gradient on, as in PyTorch)."""
     xp = namespace_of("relu_backward", grad_out=grad_out, out=out)
-    fast = fast_kernels(grad_out, out)
-    if fast is not None:
-        return fast.relu_backward(grad_out, out)
+    kernel = kernel_for("relu_backward", grad_out, out)
+    if kernel is not None:
+        return kernel(grad_out, out)
     return xp.where(out <= 0, xp.zeros_like(grad_out), grad_out)
+
+
+def sigmoid_forward(x: Array) -> tuple[Array, Array]:
+    """:func:`sigmoid` and what its backward needs (the output)."""
+    xp = _floating_namespace("sigmoid", x)
+    kernel = kernel_for("sigmoid_forward", x)
+    if kernel is not None:
+        return kernel(x)
+    e = xp.exp(-xp.abs(x))  # in (0, 1]: never overflows
+    positive = 1.0 / (1.0 + e)
+    out = xp.where(x >= 0, positive, e * positive)
+    return out, out
 
 
 def sigmoid(x: Array) -> Array:
@@ -50,18 +66,18 @@ def sigmoid(x: Array) -> Array:
     >>> sigmoid(xp.asarray([-1000.0, 0.0, 1000.0]))
     Array([0. , 0.5, 1. ], dtype=array_api_strict.float64)
     """
-    xp = _floating_namespace("sigmoid", x)
-    fast = fast_kernels(x)
-    if fast is not None:
-        return fast.sigmoid(x)
-    e = xp.exp(-xp.abs(x))  # in (0, 1]: never overflows
-    positive = 1.0 / (1.0 + e)
-    return xp.where(x >= 0, positive, e * positive)
+    return sigmoid_forward(x)[0]
 
 
 def sigmoid_backward(grad_out: Array, out: Array) -> Array:
     """Gradient of :func:`sigmoid` given its output ``out``: ``g * y * (1 - y)``."""
     return grad_out * out * (1.0 - out)
+
+
+def tanh_forward(x: Array) -> tuple[Array, Array]:
+    """:func:`tanh` and what its backward needs (the output)."""
+    out = _floating_namespace("tanh", x).tanh(x)
+    return out, out
 
 
 def tanh(x: Array) -> Array:
@@ -74,8 +90,7 @@ def tanh(x: Array) -> Array:
     >>> tanh(xp.asarray([0.0]))
     Array([0.], dtype=array_api_strict.float64)
     """
-    xp = _floating_namespace("tanh", x)
-    return xp.tanh(x)
+    return tanh_forward(x)[0]
 
 
 def tanh_backward(grad_out: Array, out: Array) -> Array:

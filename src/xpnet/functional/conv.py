@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
-from .._backend import fast_kernels, fast_module
-from .._validation import (
-    IntPair,
-    check_floating,
-    check_ndim,
-    check_same_dtype,
-    namespace_of,
-    pair,
-)
-from ._windows import col2im, crop2d, im2col, output_size, pad2d
-
-Array = Any
-
-
-class Conv2dSaved(NamedTuple):
-    """What :func:`conv2d_backward` needs from the forward pass."""
-
-    cols: Array  # (C_in*kH*kW, N*out_h*out_w); fast path: (N*out_h*out_w, kH*kW*C_in [+1])
-    weight: Array
-    x_shape: tuple[int, ...]
-    stride: IntPair
-    padding: IntPair
-    has_bias: bool
-    fast: bool = False  # made by the NumPy fast path (xpnet/_fast.py), which has its layout
+from .._saved import Conv2dSaved
+from .._shapes import output_hw
+from .._typing import Array, IntPair
+from .._validation import check_ndim, check_weight_and_bias, check_window_fits, namespace_of, pair
+from ..kernels import backward_for, kernel_for
+from ._windows import col2im, crop2d, im2col, pad2d
 
 
 def check_conv2d_args(
@@ -37,31 +19,16 @@ def check_conv2d_args(
     xp = namespace_of("conv2d", x=x, weight=weight, bias=bias)
     check_ndim(x, "x", "conv2d", 4, "(N, C_in, H, W)")
     check_ndim(weight, "weight", "conv2d", 4, "(C_out, C_in, kH, kW)")
-    check_floating(xp, x, "x", "conv2d")
-    check_same_dtype("conv2d", x=x, weight=weight, bias=bias)
+    check_weight_and_bias("conv2d", x, weight, bias, xp=xp)
     if x.shape[1] != weight.shape[1]:
         raise ValueError(
             f"conv2d: x has {x.shape[1]} channels (shape {tuple(x.shape)}) but weight expects "
             f"C_in={weight.shape[1]} (shape {tuple(weight.shape)})"
         )
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(
-            f"conv2d: bias must have shape ({weight.shape[0]},); got {tuple(bias.shape)}"
-        )
     stride_hw = pair(stride, "stride", "conv2d", minimum=1)
     padding_hw = pair(padding, "padding", "conv2d", minimum=0)
     check_window_fits("conv2d", x.shape[-2:], tuple(weight.shape[-2:]), padding_hw)
     return stride_hw, padding_hw
-
-
-def check_window_fits(func: str, hw: Any, kernel: Any, padding: IntPair) -> None:
-    """Raise if the kernel is larger than the padded input."""
-    padded = (hw[0] + 2 * padding[0], hw[1] + 2 * padding[1])
-    if kernel[0] > padded[0] or kernel[1] > padded[1]:
-        raise ValueError(
-            f"{func}: kernel size {tuple(kernel)} is larger than the padded input {padded} "
-            f"(input {tuple(hw)}, padding {padding})"
-        )
 
 
 def conv2d_forward(
@@ -74,18 +41,19 @@ def conv2d_forward(
 ) -> tuple[Array, Conv2dSaved]:
     """:func:`conv2d` that also returns what its backward pass needs."""
     stride_hw, padding_hw = check_conv2d_args(x, weight, bias, stride, padding)
-    fast = fast_kernels(x, weight, bias)
-    if fast is not None:
-        return fast.conv2d_forward(x, weight, bias, stride_hw, padding_hw)
+    kernel = kernel_for("conv2d_forward", x, weight, bias)
+    if kernel is not None:
+        result = kernel(x, weight, bias, stride=stride_hw, padding=padding_hw)
+        if result is not None:
+            return result
     xp = namespace_of("conv2d", x=x)
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
-    oh = output_size(h, kh, stride_hw[0], padding_hw[0])
-    ow = output_size(w, kw, stride_hw[1], padding_hw[1])
+    oh, ow = output_hw((h, w), (kh, kw), stride_hw, padding_hw)
     # Channels first, batch second: the columns of all N images form ONE matrix, so the
     # whole layer is a single (C_out, C_in*kH*kW) @ (C_in*kH*kW, N*oh*ow) product.
-    x_cn = pad2d(xp.permute_dims(x, (1, 0, 2, 3)), padding_hw)
-    cols = im2col(x_cn, (kh, kw), stride_hw, (oh, ow), axis=1)  # (C_in, kH*kW, N, oh, ow)
+    x_cn = pad2d(xp.permute_dims(x, (1, 0, 2, 3)), padding_hw, xp=xp)
+    cols = im2col(x_cn, (kh, kw), stride_hw, (oh, ow), axis=1, xp=xp)  # (C_in, kH*kW, N, oh, ow)
     cols = xp.reshape(cols, (c_in * kh * kw, n * oh * ow))
     out = xp.reshape(weight, (c_out, c_in * kh * kw)) @ cols
     if bias is not None:
@@ -141,8 +109,9 @@ def conv2d_backward(
     needs only its parameter gradients, and col2im is the costliest part of the backward.
     """
     xp = namespace_of("conv2d_backward", grad_out=grad_out, weight=saved.weight)
-    if saved.fast:
-        return fast_module().conv2d_backward(grad_out, saved, input_grad=input_grad)
+    kernel = backward_for("conv2d_backward", saved)
+    if kernel is not None:
+        return kernel(grad_out, saved, input_grad=input_grad)
     n, c_in, h, w = saved.x_shape
     c_out, _, kh, kw = saved.weight.shape
     oh, ow = grad_out.shape[-2:]
@@ -161,6 +130,7 @@ def conv2d_backward(
         (kh, kw),
         saved.stride,
         (oh, ow),
+        xp=xp,
     )
     grad_x = xp.permute_dims(crop2d(grad_x_cn, saved.padding), (1, 0, 2, 3))
     return grad_x, grad_weight, grad_bias

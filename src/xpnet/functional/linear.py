@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
-from .._validation import check_floating, check_ndim, check_same_dtype, namespace_of
-
-Array = Any
-
-
-class LinearSaved(NamedTuple):
-    """What :func:`linear_backward` needs from the forward pass."""
-
-    x: Array
-    weight: Array
-    has_bias: bool
+from .._saved import LinearSaved
+from .._typing import Array
+from .._validation import check_ndim, check_weight_and_bias, namespace_of
 
 
 def linear_forward(x: Array, weight: Array, bias: Array | None = None) -> tuple[Array, LinearSaved]:
     """:func:`linear` that also returns what its backward pass needs."""
     xp = namespace_of("linear", x=x, weight=weight, bias=bias)
     check_ndim(weight, "weight", "linear", 2, "(out_features, in_features)")
-    check_floating(xp, x, "x", "linear")
-    check_same_dtype("linear", x=x, weight=weight, bias=bias)
+    check_weight_and_bias("linear", x, weight, bias, xp=xp)
     if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(
             f"linear: x must have shape (..., {weight.shape[1]}) to match weight "
             f"{tuple(weight.shape)}; got {tuple(x.shape)}"
-        )
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(
-            f"linear: bias must have shape ({weight.shape[0]},); got {tuple(bias.shape)}"
         )
     out = x @ xp.matrix_transpose(weight)
     if bias is not None:

@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
-from .._backend import fast_kernels
-from .._validation import IntPair, check_floating, check_ndim, namespace_of, pair
-from ._windows import col2im, crop2d, im2col, output_size, pad2d
-from .conv import check_window_fits
-
-Array = Any
-
-
-class Pool2dSaved(NamedTuple):
-    """What the pooling backward passes need from the forward pass."""
-
-    argmax: Array | None  # (N, C, out_h, out_w) window offset of each max; None for avg
-    x_shape: tuple[int, ...]
-    kernel: IntPair
-    stride: IntPair
-    padding: IntPair
+from .._saved import Pool2dSaved
+from .._shapes import output_hw
+from .._typing import Array, IntPair, Namespace
+from .._validation import check_floating, check_ndim, check_window_fits, namespace_of, pair
+from ..kernels import backward_for, kernel_for
+from ._windows import col2im, crop2d, im2col, pad2d
 
 
-def _check_pool_args(
+def check_pool_args(
     func: str, x: Array, kernel_size: Any, stride: Any, padding: Any
 ) -> tuple[IntPair, IntPair, IntPair]:
-    xp = namespace_of(func, x=x)
-    check_ndim(x, "x", func, 4, "(N, C, H, W)")
-    check_floating(xp, x, "x", func)
+    """Validate a pooling op's (or layer's, with ``x=None``) window arguments; return the
+    (kernel, stride, padding) pairs. ``stride=None`` means the kernel size."""
     kernel = pair(kernel_size, "kernel_size", func, minimum=1)
     stride_hw = kernel if stride is None else pair(stride, "stride", func, minimum=1)
     padding_hw = pair(padding, "padding", func, minimum=0)
@@ -35,16 +25,66 @@ def _check_pool_args(
         raise ValueError(
             f"{func}: padding must be at most half the kernel size {kernel}; got {padding_hw}"
         )
-    check_window_fits(func, x.shape[-2:], kernel, padding_hw)
+    if x is not None:
+        xp = namespace_of(func, x=x)
+        check_ndim(x, "x", func, 4, "(N, C, H, W)")
+        check_floating(x, "x", func, xp=xp)
+        check_window_fits(func, x.shape[-2:], kernel, padding_hw)
     return kernel, stride_hw, padding_hw
 
 
-def _windows(x: Array, kernel: IntPair, stride: IntPair, padding: IntPair, fill: float) -> Array:
-    """(kH*kW, N, C, out_h, out_w) stack of the pooling windows of ``x``."""
-    out_hw = tuple(
-        output_size(s, k, st, p) for s, k, st, p in zip(x.shape[-2:], kernel, stride, padding)
+def _pool_forward(
+    func: str,
+    x: Array,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    reduce: Callable[[Array, Namespace], tuple[Array, Array | None]],
+    fill: float,
+) -> tuple[Array, Pool2dSaved]:
+    """Validate, take ``func``'s kernel if one applies, else reduce the stacked windows.
+
+    ``reduce(windows, xp)`` returns the output and the argmax (``None`` where the
+    backward needs none).
+    """
+    kernel, stride_hw, padding_hw = check_pool_args(func, x, kernel_size, stride, padding)
+    fast = kernel_for(f"{func}_forward", x)
+    if fast is not None:
+        result = fast(x, kernel, stride=stride_hw, padding=padding_hw)
+        if result is not None:
+            return result
+    xp = namespace_of(func, x=x)
+    out_hw = output_hw(tuple(x.shape[-2:]), kernel, stride_hw, padding_hw)
+    windows = im2col(pad2d(x, padding_hw, fill, xp=xp), kernel, stride_hw, out_hw, axis=0, xp=xp)
+    out, argmax = reduce(windows, xp)  # windows: (kH*kW, N, C, out_h, out_w)
+    return out, Pool2dSaved(argmax, tuple(x.shape), kernel, stride_hw, padding_hw)
+
+
+def _pool_backward(
+    func: str, grad_out: Array, saved: Pool2dSaved, contribution: Callable[[int], Array]
+) -> Array:
+    """Sum each window offset's ``contribution(k)`` back into the (cropped) input."""
+    xp = namespace_of(func, grad_out=grad_out)
+    n, c, h, w = saved.x_shape
+    ph, pw = saved.padding
+    padded = col2im(
+        contribution,
+        grad_out,
+        (n, c, h + 2 * ph, w + 2 * pw),
+        saved.kernel,
+        saved.stride,
+        tuple(grad_out.shape[-2:]),
+        xp=xp,
     )
-    return im2col(pad2d(x, padding, fill), kernel, stride, out_hw, axis=0)
+    return crop2d(padded, saved.padding)
+
+
+def _max_of_windows(windows: Array, xp: Namespace) -> tuple[Array, Array | None]:
+    return xp.max(windows, axis=0), xp.argmax(windows, axis=0)  # first maximum, as PyTorch
+
+
+def _mean_of_windows(windows: Array, xp: Namespace) -> tuple[Array, Array | None]:
+    return xp.mean(windows, axis=0), None
 
 
 def max_pool2d_forward(
@@ -55,17 +95,9 @@ def max_pool2d_forward(
     padding: int | IntPair = 0,
 ) -> tuple[Array, Pool2dSaved]:
     """:func:`max_pool2d` that also returns what its backward pass needs."""
-    kernel, stride_hw, padding_hw = _check_pool_args("max_pool2d", x, kernel_size, stride, padding)
-    fast = fast_kernels(x)
-    if fast is not None and fast.reshape_pooling(kernel, stride_hw, padding_hw):
-        result = fast.max_pool2d_forward(x, kernel)
-        if result is not None:
-            return result
-    xp = namespace_of("max_pool2d", x=x)
-    windows = _windows(x, kernel, stride_hw, padding_hw, -float("inf"))
-    argmax = xp.argmax(windows, axis=0)  # first maximum on ties, as PyTorch
-    out = xp.max(windows, axis=0)
-    return out, Pool2dSaved(argmax, tuple(x.shape), kernel, stride_hw, padding_hw)
+    return _pool_forward(
+        "max_pool2d", x, kernel_size, stride, padding, _max_of_windows, -float("inf")
+    )
 
 
 def max_pool2d(
@@ -104,12 +136,17 @@ def max_pool2d(
 
 def max_pool2d_backward(grad_out: Array, saved: Pool2dSaved) -> Array:
     """Gradient of :func:`max_pool2d` w.r.t. x: each output's gradient goes to its argmax."""
+    kernel = backward_for("max_pool2d_backward", saved)
+    if kernel is not None:
+        return kernel(grad_out, saved)
     xp = namespace_of("max_pool2d_backward", grad_out=grad_out)
-    fast = fast_kernels(grad_out)
-    if fast is not None and fast.reshape_pooling(saved.kernel, saved.stride, saved.padding):
-        return fast.max_pool2d_backward(grad_out, saved)
     zero = xp.zeros_like(grad_out)
-    return _scatter_back(lambda k: xp.where(saved.argmax == k, grad_out, zero), grad_out, saved)
+    return _pool_backward(
+        "max_pool2d_backward",
+        grad_out,
+        saved,
+        lambda k: xp.where(saved.argmax == k, grad_out, zero),
+    )
 
 
 def avg_pool2d_forward(
@@ -120,13 +157,7 @@ def avg_pool2d_forward(
     padding: int | IntPair = 0,
 ) -> tuple[Array, Pool2dSaved]:
     """:func:`avg_pool2d` that also returns what its backward pass needs."""
-    kernel, stride_hw, padding_hw = _check_pool_args("avg_pool2d", x, kernel_size, stride, padding)
-    fast = fast_kernels(x)
-    if fast is not None and fast.reshape_pooling(kernel, stride_hw, padding_hw):
-        return fast.avg_pool2d_forward(x, kernel)
-    xp = namespace_of("avg_pool2d", x=x)
-    out = xp.mean(_windows(x, kernel, stride_hw, padding_hw, 0.0), axis=0)
-    return out, Pool2dSaved(None, tuple(x.shape), kernel, stride_hw, padding_hw)
+    return _pool_forward("avg_pool2d", x, kernel_size, stride, padding, _mean_of_windows, 0.0)
 
 
 def avg_pool2d(
@@ -152,22 +183,8 @@ def avg_pool2d(
 
 def avg_pool2d_backward(grad_out: Array, saved: Pool2dSaved) -> Array:
     """Gradient of :func:`avg_pool2d` w.r.t. x: each window gets its output's gradient / k."""
-    fast = fast_kernels(grad_out)
-    if fast is not None and fast.reshape_pooling(saved.kernel, saved.stride, saved.padding):
-        return fast.avg_pool2d_backward(grad_out, saved)
+    kernel = backward_for("avg_pool2d_backward", saved)
+    if kernel is not None:
+        return kernel(grad_out, saved)
     share = grad_out / (saved.kernel[0] * saved.kernel[1])
-    return _scatter_back(lambda k: share, grad_out, saved)
-
-
-def _scatter_back(contribution: Any, grad_out: Array, saved: Pool2dSaved) -> Array:
-    n, c, h, w = saved.x_shape
-    ph, pw = saved.padding
-    padded = col2im(
-        contribution,
-        grad_out,
-        (n, c, h + 2 * ph, w + 2 * pw),
-        saved.kernel,
-        saved.stride,
-        tuple(grad_out.shape[-2:]),
-    )
-    return crop2d(padded, saved.padding)
+    return _pool_backward("avg_pool2d_backward", grad_out, saved, lambda k: share)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 from array_api_compat import device, size
 
+from .._saved import CrossEntropySaved, MSESaved
+from .._typing import Array, Namespace
 from .._validation import check_floating, check_ndim, namespace_of
 
-Array = Any
+
+def softmax_forward(x: Array, axis: int = -1) -> tuple[Array, Array]:
+    """:func:`softmax` and what its backward needs (the output)."""
+    xp = namespace_of("softmax", x=x)
+    check_floating(x, "x", "softmax", xp=xp)
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+    out = e / xp.sum(e, axis=axis, keepdims=True)
+    return out, out
 
 
 def softmax(x: Array, axis: int = -1) -> Array:
@@ -21,16 +28,22 @@ def softmax(x: Array, axis: int = -1) -> Array:
     >>> softmax(xp.asarray([1000.0, 1000.0]))
     Array([0.5, 0.5], dtype=array_api_strict.float64)
     """
-    xp = namespace_of("softmax", x=x)
-    check_floating(xp, x, "x", "softmax")
-    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
-    return e / xp.sum(e, axis=axis, keepdims=True)
+    return softmax_forward(x, axis)[0]
 
 
 def softmax_backward(grad_out: Array, out: Array, axis: int = -1) -> Array:
     """Gradient of :func:`softmax` given its output: ``y * (g - sum(g * y))``."""
     xp = namespace_of("softmax_backward", grad_out=grad_out, out=out)
     return out * (grad_out - xp.sum(grad_out * out, axis=axis, keepdims=True))
+
+
+def log_softmax_forward(x: Array, axis: int = -1) -> tuple[Array, Array]:
+    """:func:`log_softmax` and what its backward needs (the output)."""
+    xp = namespace_of("log_softmax", x=x)
+    check_floating(x, "x", "log_softmax", xp=xp)
+    shifted = x - xp.max(x, axis=axis, keepdims=True)
+    out = shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+    return out, out
 
 
 def log_softmax(x: Array, axis: int = -1) -> Array:
@@ -43,10 +56,7 @@ def log_softmax(x: Array, axis: int = -1) -> Array:
     >>> log_softmax(xp.asarray([0.0, 0.0]))
     Array([-0.69314718, -0.69314718], dtype=array_api_strict.float64)
     """
-    xp = namespace_of("log_softmax", x=x)
-    check_floating(xp, x, "x", "log_softmax")
-    shifted = x - xp.max(x, axis=axis, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+    return log_softmax_forward(x, axis)[0]
 
 
 def log_softmax_backward(grad_out: Array, out: Array, axis: int = -1) -> Array:
@@ -55,14 +65,9 @@ def log_softmax_backward(grad_out: Array, out: Array, axis: int = -1) -> Array:
     return grad_out - xp.exp(out) * xp.sum(grad_out, axis=axis, keepdims=True)
 
 
-class CrossEntropySaved(NamedTuple):
-    """What :func:`cross_entropy_backward` needs: class probabilities and one-hot labels."""
-
-    probs: Array
-    one_hot: Array
-
-
-def check_labels(xp: Any, labels: Array, n: int, n_classes: int, *, check_range: bool) -> None:
+def check_labels(
+    labels: Array, n: int, n_classes: int | None, *, check_range: bool, xp: Namespace
+) -> None:
     """Labels must be a 1-D integer array of length ``n`` with values in [0, n_classes)."""
     if not xp.isdtype(labels.dtype, "integral"):
         raise TypeError(
@@ -70,7 +75,7 @@ def check_labels(xp: Any, labels: Array, n: int, n_classes: int, *, check_range:
         )
     if tuple(labels.shape) != (n,):
         raise ValueError(f"cross_entropy: labels must have shape ({n},); got {tuple(labels.shape)}")
-    if check_range and n > 0:
+    if check_range and n_classes is not None and n > 0:
         low, high = int(xp.min(labels)), int(xp.max(labels))
         if low < 0 or high >= n_classes:
             raise ValueError(
@@ -85,12 +90,12 @@ def cross_entropy_forward(
     """:func:`cross_entropy` that also returns what its backward pass needs."""
     xp = namespace_of("cross_entropy", logits=logits, labels=labels)
     check_ndim(logits, "logits", "cross_entropy", 2, "(N, n_classes)")
-    check_floating(xp, logits, "logits", "cross_entropy")
+    check_floating(logits, "logits", "cross_entropy", xp=xp)
     n, n_classes = logits.shape
-    check_labels(xp, labels, n, n_classes, check_range=check_range)
+    check_labels(labels, n, n_classes, check_range=check_range, xp=xp)
     classes = xp.arange(n_classes, device=device(logits))
     one_hot = xp.astype(labels[:, None] == classes, logits.dtype)
-    log_probs = log_softmax(logits, axis=1)
+    log_probs = log_softmax_forward(logits, axis=1)[0]
     # asarray: NumPy reductions give a scalar; the loss is a 0-d array on every backend.
     loss = xp.asarray(-xp.sum(one_hot * log_probs) / n)
     return loss, CrossEntropySaved(xp.exp(log_probs), one_hot)
@@ -124,10 +129,23 @@ def cross_entropy(logits: Array, labels: Array, *, check_range: bool = True) -> 
     return cross_entropy_forward(logits, labels, check_range=check_range)[0]
 
 
-def cross_entropy_backward(saved: CrossEntropySaved, grad_loss: Array | float = 1.0) -> Array:
+def cross_entropy_backward(grad_loss: Array | float, saved: CrossEntropySaved) -> Array:
     """Gradient of :func:`cross_entropy` w.r.t. the logits: ``(softmax - one_hot) / N``."""
     n = saved.probs.shape[0]
     return (saved.probs - saved.one_hot) * (grad_loss / n)
+
+
+def mse_loss_forward(prediction: Array, target: Array) -> tuple[Array, MSESaved]:
+    """:func:`mse_loss` that also returns what its backward pass needs."""
+    xp = namespace_of("mse_loss", prediction=prediction, target=target)
+    check_floating(prediction, "prediction", "mse_loss", xp=xp)
+    if tuple(prediction.shape) != tuple(target.shape):
+        raise ValueError(
+            f"mse_loss: target must have the prediction's shape {tuple(prediction.shape)}; "
+            f"got {tuple(target.shape)}"
+        )
+    diff = prediction - target
+    return xp.asarray(xp.sum(diff * diff) / max(size(diff) or 0, 1)), MSESaved(diff)
 
 
 def mse_loss(prediction: Array, target: Array) -> Array:
@@ -140,17 +158,9 @@ def mse_loss(prediction: Array, target: Array) -> Array:
     >>> float(mse_loss(xp.asarray([1.0, 3.0]), xp.asarray([0.0, 0.0])))
     5.0
     """
-    xp = namespace_of("mse_loss", prediction=prediction, target=target)
-    check_floating(xp, prediction, "prediction", "mse_loss")
-    if tuple(prediction.shape) != tuple(target.shape):
-        raise ValueError(
-            f"mse_loss: target must have the prediction's shape {tuple(prediction.shape)}; "
-            f"got {tuple(target.shape)}"
-        )
-    diff = prediction - target
-    return xp.asarray(xp.sum(diff * diff) / max(size(diff) or 0, 1))
+    return mse_loss_forward(prediction, target)[0]
 
 
-def mse_loss_backward(prediction: Array, target: Array, grad_loss: Array | float = 1.0) -> Array:
+def mse_loss_backward(grad_loss: Array | float, saved: MSESaved) -> Array:
     """Gradient of :func:`mse_loss` w.r.t. the prediction: ``2 * (prediction - target) / n``."""
-    return (prediction - target) * (2.0 * grad_loss / max(size(prediction) or 0, 1))
+    return saved.diff * (2.0 * grad_loss / max(size(saved.diff) or 0, 1))

@@ -2,44 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from .. import functional as F
+from .._typing import Array
 from .module import Module
-
-Array = Any
 
 
 class _Activation(Module):
-    """Applies ``_function`` and feeds its saved output to ``_gradient`` on the way back."""
+    """Applies ``_op_forward`` and feeds its saved output to ``_op_backward`` on the way
+    back; the subclass names the op."""
 
-    _function = staticmethod(F.relu)
-    _gradient = staticmethod(F.relu_backward)
+    _op_forward: ClassVar[Callable[[Array], tuple[Array, Array]]]
+    _op_backward: ClassVar[Callable[[Array, Array], Array]]
 
     def forward(self, x: Array) -> Array:
-        self._out = self._function(x)
-        return self._out
+        out, self._saved = type(self)._op_forward(x)
+        return out
 
-    def backward(self, grad_out: Array) -> Array:
-        return self._gradient(grad_out, self._saved("_out"))
+    def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
+        return type(self)._op_backward(grad_out, self._take_saved())
 
 
 class ReLU(_Activation):
     """``max(x, 0)``."""
 
+    _op_forward = staticmethod(F.relu_forward)
+    _op_backward = staticmethod(F.relu_backward)
+
 
 class Sigmoid(_Activation):
     """``1 / (1 + exp(-x))``, stable for large ``|x|``."""
 
-    _function = staticmethod(F.sigmoid)
-    _gradient = staticmethod(F.sigmoid_backward)
+    _op_forward = staticmethod(F.sigmoid_forward)
+    _op_backward = staticmethod(F.sigmoid_backward)
 
 
 class Tanh(_Activation):
     """Hyperbolic tangent."""
 
-    _function = staticmethod(F.tanh)
-    _gradient = staticmethod(F.tanh_backward)
+    _op_forward = staticmethod(F.tanh_forward)
+    _op_backward = staticmethod(F.tanh_backward)
 
 
 class Softmax(Module):
@@ -47,14 +51,16 @@ class Softmax(Module):
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise TypeError(f"Softmax: axis must be an int; got {axis!r}")
         self.axis = axis
 
     def forward(self, x: Array) -> Array:
-        self._out = F.softmax(x, axis=self.axis)
-        return self._out
+        out, self._saved = F.softmax_forward(x, axis=self.axis)
+        return out
 
-    def backward(self, grad_out: Array) -> Array:
-        return F.softmax_backward(grad_out, self._saved("_out"), axis=self.axis)
+    def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
+        return F.softmax_backward(grad_out, self._take_saved(), axis=self.axis)
 
     def config(self) -> dict[str, Any]:
         return {"axis": self.axis}

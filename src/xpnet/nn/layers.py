@@ -3,18 +3,49 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from .. import functional as F
 from .. import init
 from .._backend import DeviceRandom, get_backend
-from .._validation import namespace_of, pair
-from .module import Module, Parameter, accepts_input_grad
+from .._typing import Array
+from .._validation import namespace_of, pair, positive_int
+from ..functional.pool import check_pool_args
+from .module import Module, Parameter
 
-Array = Any
+
+class _WeightAndBias(Module):
+    """A layer around one op ``f(x, weight, bias, **options)`` with hand-written backward.
+
+    Subclasses name the op (``_op_forward``, ``_op_backward``) and its options
+    (:meth:`_options`); parameters are created by :func:`_default_parameters`.
+    """
+
+    param_names = ("weight", "bias")
+    _op_forward: ClassVar[Callable[..., tuple[Array, Any]]]
+    _op_backward: ClassVar[Callable[..., tuple[Array | None, Array, Array | None]]]
+    weight: Parameter
+    bias: Parameter | None
+
+    def _options(self) -> dict[str, Any]:
+        return {}
+
+    def forward(self, x: Array) -> Array:
+        bias = None if self.bias is None else self.bias.data
+        out, self._saved = type(self)._op_forward(x, self.weight.data, bias, **self._options())
+        return out
+
+    def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
+        grad_x, self.weight.grad, grad_bias = type(self)._op_backward(
+            grad_out, self._take_saved(), input_grad=input_grad
+        )
+        if self.bias is not None:
+            self.bias.grad = grad_bias
+        return grad_x
 
 
-class Conv2d(Module):
+class Conv2d(_WeightAndBias):
     """2-D convolution layer; weight (C_out, C_in, kH, kW) as in PyTorch.
 
     Parameters
@@ -31,7 +62,8 @@ class Conv2d(Module):
         ``"float32"`` (default) or ``"float64"``.
     """
 
-    param_names = ("weight", "bias")
+    _op_forward = staticmethod(F.conv2d_forward)
+    _op_backward = staticmethod(F.conv2d_backward)
 
     def __init__(
         self,
@@ -47,27 +79,16 @@ class Conv2d(Module):
         dtype: str = "float32",
     ) -> None:
         super().__init__()
+        c_in = positive_int(in_channels, "in_channels", "Conv2d")
+        c_out = positive_int(out_channels, "out_channels", "Conv2d")
         kh, kw = pair(kernel_size, "kernel_size", "Conv2d", minimum=1)
         self.stride = pair(stride, "stride", "Conv2d", minimum=1)
         self.padding = pair(padding, "padding", "Conv2d", minimum=0)
-        shape = (out_channels, in_channels, kh, kw)
+        shape = (c_out, c_in, kh, kw)
         self.weight, self.bias = _default_parameters(shape, bias, rng, backend, dtype)
-        self._ctx: F.Conv2dSaved | None = None
 
-    def forward(self, x: Array) -> Array:
-        bias = None if self.bias is None else self.bias.data
-        out, self._ctx = F.conv2d_forward(
-            x, self.weight.data, bias, stride=self.stride, padding=self.padding
-        )
-        return out
-
-    def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
-        grad_x, self.weight.grad, grad_bias = F.conv2d_backward(
-            grad_out, self._saved("_ctx"), input_grad=input_grad
-        )
-        if self.bias is not None:
-            self.bias.grad = grad_bias
-        return grad_x
+    def _options(self) -> dict[str, Any]:
+        return {"stride": self.stride, "padding": self.padding}
 
     def config(self) -> dict[str, Any]:
         c_out, c_in, kh, kw = self.weight.shape
@@ -81,13 +102,14 @@ class Conv2d(Module):
         }
 
 
-class Linear(Module):
+class Linear(_WeightAndBias):
     """Fully connected layer ``x @ weight.T + bias``; weight (out, in) as in PyTorch.
 
     Parameters as :class:`Conv2d` (``rng``, ``backend``, ``dtype``).
     """
 
-    param_names = ("weight", "bias")
+    _op_forward = staticmethod(F.linear_forward)
+    _op_backward = staticmethod(F.linear_backward)
 
     def __init__(
         self,
@@ -100,25 +122,11 @@ class Linear(Module):
         dtype: str = "float32",
     ) -> None:
         super().__init__()
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"Linear: {name} must be a positive int; got {value!r}")
-        shape = (out_features, in_features)
-        self.weight, self.bias = _default_parameters(shape, bias, rng, backend, dtype)
-        self._ctx: F.LinearSaved | None = None
-
-    def forward(self, x: Array) -> Array:
-        bias = None if self.bias is None else self.bias.data
-        out, self._ctx = F.linear_forward(x, self.weight.data, bias)
-        return out
-
-    def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
-        grad_x, self.weight.grad, grad_bias = F.linear_backward(
-            grad_out, self._saved("_ctx"), input_grad=input_grad
+        shape = (
+            positive_int(out_features, "out_features", "Linear"),
+            positive_int(in_features, "in_features", "Linear"),
         )
-        if self.bias is not None:
-            self.bias.grad = grad_bias
-        return grad_x
+        self.weight, self.bias = _default_parameters(shape, bias, rng, backend, dtype)
 
     def config(self) -> dict[str, Any]:
         out_features, in_features = self.weight.shape
@@ -146,8 +154,11 @@ def _default_parameters(
 
 
 class _Pool2d(Module):
-    _forward = staticmethod(F.max_pool2d_forward)
-    _backward = staticmethod(F.max_pool2d_backward)
+    """A pooling layer around ``_op_forward(x, kernel_size, stride=, padding=)``; the
+    subclass names the op."""
+
+    _op_forward: ClassVar[Callable[..., tuple[Array, F.Pool2dSaved]]]
+    _op_backward: ClassVar[Callable[[Array, F.Pool2dSaved], Array]]
 
     def __init__(
         self,
@@ -157,17 +168,17 @@ class _Pool2d(Module):
         padding: int | tuple[int, int] = 0,
     ) -> None:
         super().__init__()
+        check_pool_args(type(self).__name__, None, kernel_size, stride, padding)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self._ctx: F.Pool2dSaved | None = None
 
     def forward(self, x: Array) -> Array:
-        out, self._ctx = self._forward(
+        out, self._saved = type(self)._op_forward(
             x, self.kernel_size, stride=self.stride, padding=self.padding
         )
         return out
 
-    def backward(self, grad_out: Array) -> Array:
-        return self._backward(grad_out, self._saved("_ctx"))
+    def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
+        return type(self)._op_backward(grad_out, self._take_saved())
 
     def config(self) -> dict[str, Any]:
         return {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding}
@@ -176,25 +187,28 @@ class _Pool2d(Module):
 class MaxPool2d(_Pool2d):
     """Max pooling layer (see :func:`xpnet.functional.max_pool2d`)."""
 
+    _op_forward = staticmethod(F.max_pool2d_forward)
+    _op_backward = staticmethod(F.max_pool2d_backward)
+
 
 class AvgPool2d(_Pool2d):
     """Average pooling layer, zero padding counted (see :func:`xpnet.functional.avg_pool2d`)."""
 
-    _forward = staticmethod(F.avg_pool2d_forward)
-    _backward = staticmethod(F.avg_pool2d_backward)
+    _op_forward = staticmethod(F.avg_pool2d_forward)
+    _op_backward = staticmethod(F.avg_pool2d_backward)
 
 
 class Flatten(Module):
     """Reshape (N, ...) to (N, prod(...))."""
 
     def forward(self, x: Array) -> Array:
-        self._shape = tuple(x.shape)
         xp = namespace_of("Flatten", x=x)
+        self._saved = tuple(x.shape)
         return xp.reshape(x, (x.shape[0], -1))
 
-    def backward(self, grad_out: Array) -> Array:
+    def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
         xp = namespace_of("Flatten", grad_out=grad_out)
-        return xp.reshape(grad_out, self._saved("_shape"))
+        return xp.reshape(grad_out, self._take_saved())
 
 
 class Dropout(Module):
@@ -205,25 +219,25 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, *, seed: int | None = None) -> None:
         super().__init__()
-        if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be in [0, 1); got {p!r}")
         self.p = float(p)
         self._random = DeviceRandom(seed)
-        self._keep: Array | None = None
 
     def forward(self, x: Array) -> Array:
         if not self.training or self.p == 0.0:
-            self._keep = None
+            self._saved = False  # the identity: nothing to mask on the way back
             return x
         xp = namespace_of("Dropout", x=x)
-        self._keep = self._random.uniform(tuple(x.shape), like=x) >= self.p
-        return xp.where(self._keep, x / (1.0 - self.p), xp.zeros_like(x))
+        self._saved = keep = self._random.uniform(tuple(x.shape), like=x) >= self.p
+        return xp.where(keep, x / (1.0 - self.p), xp.zeros_like(x))
 
-    def backward(self, grad_out: Array) -> Array:
-        if self._keep is None:
+    def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
+        keep = self._take_saved()
+        if keep is False:
             return grad_out
         xp = namespace_of("Dropout", grad_out=grad_out)
-        return xp.where(self._keep, grad_out / (1.0 - self.p), xp.zeros_like(grad_out))
+        return xp.where(keep, grad_out / (1.0 - self.p), xp.zeros_like(grad_out))
 
     def config(self) -> dict[str, Any]:
         return {"p": self.p}
@@ -257,22 +271,20 @@ class Sequential(Module):
         """Run every layer's backward in reverse; return d(loss)/d(input).
 
         With ``input_grad=False`` (a training step, whose input is data) the backward stops
-        at the first layer with parameters, which computes only its parameter gradients
-        (for a conv layer that skips col2im, its costliest part), and ``None`` is returned.
+        at the first layer with parameters, which is asked for its parameter gradients only
+        (``input_grad=False``; for a conv layer that skips col2im, its costliest part), and
+        ``None`` is returned.
         """
         first = 0
         if not input_grad:
             with_params = [i for i, layer in enumerate(self.layers) if layer.parameters()]
             first = with_params[0] if with_params else len(self.layers)
         for index in range(len(self.layers) - 1, first - 1, -1):
-            layer = self.layers[index]
             if index == first and not input_grad:
-                if accepts_input_grad(layer):
-                    return layer.backward(grad_out, input_grad=False)
-                layer.backward(grad_out)
-                return None
-            grad_out = layer.backward(grad_out)
-        return None if not input_grad else grad_out
+                self.layers[index].backward(grad_out, input_grad=False)
+                break
+            grad_out = self.layers[index].backward(grad_out)
+        return grad_out if input_grad else None
 
     def config(self) -> dict[str, Any]:
         return {"layers": [layer.spec() for layer in self.layers]}

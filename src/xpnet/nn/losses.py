@@ -1,15 +1,45 @@
-"""Loss functions: ``loss = crit.forward(output, target)`` then ``crit.backward()``."""
+"""Loss functions: ``loss = crit(output, target)`` then ``crit.backward()``."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from .. import functional as F
+from .._typing import Array
 
-Array = Any
+
+class _Loss:
+    """A loss around ``_op_forward(output, target)`` and ``_op_backward(grad_loss, saved)``."""
+
+    _op_forward: ClassVar[Callable[..., tuple[Array, Any]]]
+    _op_backward: ClassVar[Callable[[Array | float, Any], Array]]
+
+    def __init__(self) -> None:
+        self._saved: Any = None
+
+    def __call__(self, output: Array, target: Array) -> Array:
+        return self.forward(output, target)
+
+    def _forward_options(self) -> dict[str, Any]:
+        return {}
+
+    def forward(self, output: Array, target: Array) -> Array:
+        """Return the 0-d mean loss and keep what :meth:`backward` needs."""
+        loss, self._saved = type(self)._op_forward(output, target, **self._forward_options())
+        return loss
+
+    def backward(self, grad_loss: Array | float = 1.0) -> Array:
+        """d(loss)/d(output) of the last forward, times ``grad_loss``."""
+        if self._saved is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return type(self)._op_backward(grad_loss, self._saved)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
-class CrossEntropyLoss:
+class CrossEntropyLoss(_Loss):
     """Mean cross-entropy of logits (N, n_classes) against integer labels (N,).
 
     Parameters
@@ -18,48 +48,19 @@ class CrossEntropyLoss:
         Check every batch's labels lie in [0, n_classes) (one device-to-host read per call).
     """
 
+    _op_forward = staticmethod(F.cross_entropy_forward)
+    _op_backward = staticmethod(F.cross_entropy_backward)
+
     def __init__(self, *, check_range: bool = True) -> None:
+        super().__init__()
         self.check_range = check_range
-        self._saved: F.CrossEntropySaved | None = None
 
-    def __call__(self, logits: Array, labels: Array) -> Array:
-        return self.forward(logits, labels)
-
-    def forward(self, logits: Array, labels: Array) -> Array:
-        """Return the 0-d mean loss and keep what :meth:`backward` needs."""
-        loss, self._saved = F.cross_entropy_forward(logits, labels, check_range=self.check_range)
-        return loss
-
-    def backward(self, grad_loss: Array | float = 1.0) -> Array:
-        """d(loss)/d(logits) of the last forward."""
-        if self._saved is None:
-            raise RuntimeError("CrossEntropyLoss.backward called before forward")
-        return F.cross_entropy_backward(self._saved, grad_loss)
-
-    def __repr__(self) -> str:
-        return "CrossEntropyLoss()"
+    def _forward_options(self) -> dict[str, Any]:
+        return {"check_range": self.check_range}
 
 
-class MSELoss:
+class MSELoss(_Loss):
     """Mean squared error over all elements."""
 
-    def __init__(self) -> None:
-        self._saved: tuple[Array, Array] | None = None
-
-    def __call__(self, prediction: Array, target: Array) -> Array:
-        return self.forward(prediction, target)
-
-    def forward(self, prediction: Array, target: Array) -> Array:
-        """Return the 0-d mean loss and keep what :meth:`backward` needs."""
-        loss = F.mse_loss(prediction, target)
-        self._saved = (prediction, target)
-        return loss
-
-    def backward(self, grad_loss: Array | float = 1.0) -> Array:
-        """d(loss)/d(prediction) of the last forward."""
-        if self._saved is None:
-            raise RuntimeError("MSELoss.backward called before forward")
-        return F.mse_loss_backward(*self._saved, grad_loss)
-
-    def __repr__(self) -> str:
-        return "MSELoss()"
+    _op_forward = staticmethod(F.mse_loss_forward)
+    _op_backward = staticmethod(F.mse_loss_backward)

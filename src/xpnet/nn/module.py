@@ -9,8 +9,7 @@ from typing import Any, ClassVar
 from array_api_compat import device
 
 from .._backend import asarray, backend_of, to_numpy
-
-Array = Any
+from .._typing import Array
 
 
 class Parameter:
@@ -41,7 +40,13 @@ class Module:
     """Base class of every layer: ``forward``, ``backward`` and the parameter plumbing.
 
     Subclasses set ``self.<name> = Parameter(...)`` and list the names in ``param_names``
-    (in the stable order weight, bias); containers override :meth:`children`.
+    (in the stable order weight, bias); containers override :meth:`children`. What
+    ``forward`` keeps for ``backward`` goes in ``self._saved``.
+
+    Every subclass is registered under :meth:`type_name`, the name a spec or checkpoint
+    uses for it: the bare class name for xpnet's own layers (``"Conv2d"``), the module and
+    qualified name for any other (``"mypackage.layers.Gate"``), so a user's layer never
+    shadows a built-in one of the same name.
     """
 
     param_names: tuple[str, ...] = ()
@@ -49,11 +54,24 @@ class Module:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith("_"):
-            Module.registry[cls.__name__] = cls
+        if cls.__name__.startswith("_"):
+            return
+        name = cls.type_name()
+        known = Module.registry.get(name)
+        if known is not None and cls.__module__.startswith("xpnet.") and known is not cls:
+            raise TypeError(f"Module: two xpnet layers are named {name!r}")
+        Module.registry[name] = cls
+
+    @classmethod
+    def type_name(cls) -> str:
+        """The name specs and checkpoints use for this class (see the class docstring)."""
+        if cls.__module__.startswith("xpnet."):
+            return cls.__name__
+        return f"{cls.__module__}.{cls.__qualname__}"
 
     def __init__(self) -> None:
         self.training = True
+        self._saved: Any = None
 
     def __call__(self, x: Array) -> Array:
         return self.forward(x)
@@ -62,20 +80,21 @@ class Module:
         """Compute the layer's output and keep what :meth:`backward` needs."""
         raise NotImplementedError
 
-    def backward(self, grad_out: Array) -> Array:
-        """Given d(loss)/d(output), store parameter gradients in ``.grad`` and return d(loss)/d(input).
+    def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
+        """Given d(loss)/d(output), store parameter gradients in ``.grad`` and return
+        d(loss)/d(input).
 
-        Layers with parameters also take ``input_grad: bool = True``: ``False`` means the
-        caller does not need d(loss)/d(input), which the layer may then skip (returning
-        ``None``), as :meth:`Sequential.backward` does for a network's first layer.
+        ``input_grad=False`` means the caller does not need d(loss)/d(input), which the
+        layer may then skip (returning ``None``), as :meth:`Sequential.backward` asks of a
+        network's first layer with parameters.
         """
         raise NotImplementedError
 
-    def _saved(self, attribute: str) -> Any:
-        saved = getattr(self, attribute, None)
-        if saved is None:
+    def _take_saved(self) -> Any:
+        """What the last ``forward`` saved; a clear error if there was none."""
+        if self._saved is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        return saved
+        return self._saved
 
     def children(self) -> list[Module]:
         return []
@@ -150,21 +169,14 @@ class Module:
         return {}
 
     def spec(self) -> dict[str, Any]:
-        """``{"type": class name, "config": ...}``: the architecture, without weights."""
-        return {"type": type(self).__name__, "config": self.config()}
+        """``{"type": type_name(), "config": ...}``: the architecture, without weights."""
+        return {"type": self.type_name(), "config": self.config()}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config().items())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
-
-
-def accepts_input_grad(module: Module) -> bool:
-    """Whether ``module.backward`` takes ``input_grad`` (every xpnet layer with parameters
-    does; a user's own module may not)."""
-    parameters = inspect.signature(module.backward).parameters.values()
-    return any(p.name == "input_grad" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def from_spec(spec: Mapping[str, Any], *, backend: str | None = None) -> Module:
@@ -176,13 +188,16 @@ def from_spec(spec: Mapping[str, Any], *, backend: str | None = None) -> Module:
     kind = spec.get("type")
     cls = Module.registry.get(kind) if isinstance(kind, str) else None
     if cls is None:
+        builtin = sorted(name for name in Module.registry if "." not in name)
         raise ValueError(
-            f"from_spec: unknown layer type {kind!r}; known: {sorted(Module.registry)}"
+            f"from_spec: unknown layer type {kind!r}: import the module that defines it "
+            f"first (a layer of your own is named 'module.ClassName'); xpnet's layers: "
+            f"{', '.join(builtin)}"
         )
     config = dict(spec.get("config", {}))
     if kind == "Sequential":
         return cls(*(from_spec(child, backend=backend) for child in config["layers"]))
-    if "backend" in cls.__init__.__code__.co_varnames:
+    if "backend" in inspect.signature(cls).parameters:
         config["backend"] = backend
     for key in ("kernel_size", "stride", "padding"):
         if isinstance(config.get(key), list):

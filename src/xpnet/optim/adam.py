@@ -8,8 +8,9 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
+from .._validation import finite_number
 from ..nn.module import Parameter
-from .optimizer import Optimizer, check_non_negative
+from .optimizer import Optimizer
 
 
 class Adam(Optimizer):
@@ -24,10 +25,13 @@ class Adam(Optimizer):
     lr : float
     betas : (float, float)
         Each in [0, 1).
-    eps, weight_decay : float
+    eps : float
+    weight_decay : float, optional
+        Default 0 (``AdamW``: 0.01).
     """
 
     decoupled = False
+    default_weight_decay = 0.0
 
     def __init__(
         self,
@@ -36,18 +40,17 @@ class Adam(Optimizer):
         *,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        weight_decay: float = 0.0,
+        weight_decay: float | None = None,
     ) -> None:
         super().__init__(params, lr)
         name = type(self).__name__
-        check_non_negative(name, eps=eps, weight_decay=weight_decay)
+        self.eps = finite_number(eps, "eps", name)
+        if weight_decay is None:
+            weight_decay = self.default_weight_decay
+        self.weight_decay = finite_number(weight_decay, "weight_decay", name)
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"{name}: betas must be two numbers in [0, 1); got {betas!r}")
-        self.betas, self.eps, self.weight_decay = (
-            (float(betas[0]), float(betas[1])),
-            eps,
-            weight_decay,
-        )
+        self.betas = (float(betas[0]), float(betas[1]))
 
     def _update(self, param: Parameter, state: dict[str, Any]) -> None:
         xp = array_namespace(param.data)
@@ -74,14 +77,4 @@ class AdamW(Adam):
     as ``torch.optim.AdamW`` (whose default ``weight_decay`` is 0.01)."""
 
     decoupled = True
-
-    def __init__(
-        self,
-        params: Iterable[Parameter],
-        lr: float = 1e-3,
-        *,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-    ) -> None:
-        super().__init__(params, lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    default_weight_decay = 1e-2

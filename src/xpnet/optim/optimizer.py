@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from array_api_compat import device
+
 from .._backend import asarray, backend_of, to_numpy
+from .._validation import finite_number
 from ..nn.module import Parameter
 
 
@@ -25,8 +28,7 @@ class Optimizer:
                     f"{type(self).__name__}: params[{index}] must be an xpnet Parameter; "
                     f"got {type(param).__name__}"
                 )
-        check_non_negative(type(self).__name__, lr=lr)
-        self.lr = float(lr)
+        self.lr = finite_number(lr, "lr", type(self).__name__)
         self.step_count = 0
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
 
@@ -55,17 +57,13 @@ class Optimizer:
         return {"lr": self.lr, "step_count": self.step_count, "state": arrays}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned, onto the parameters' backend."""
+        """Restore what :meth:`state_dict` returned, onto the parameters' backend and device."""
         self.lr = float(state_dict["lr"])
         self.step_count = int(state_dict["step_count"])
         self.state = [{} for _ in self.params]
         for name, value in state_dict["state"].items():
             index, key = name.split(".", 1)
             param = self.params[int(index)]
-            self.state[int(index)][key] = asarray(value, backend=backend_of(param.data))
-
-
-def check_non_negative(owner: str, **values: float) -> None:
-    for name, value in values.items():
-        if not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"{owner}: {name} must be a number >= 0; got {value!r}")
+            self.state[int(index)][key] = asarray(
+                value, backend=backend_of(param.data), device=device(param.data)
+            )

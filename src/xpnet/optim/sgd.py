@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .._validation import finite_number
 from ..nn.module import Parameter
-from .optimizer import Optimizer, check_non_negative
+from .optimizer import Optimizer
 
 
 class SGD(Optimizer):
@@ -35,10 +36,11 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(params, lr)
-        check_non_negative("SGD", momentum=momentum, weight_decay=weight_decay)
+        self.momentum = finite_number(momentum, "momentum", "SGD")
+        self.weight_decay = finite_number(weight_decay, "weight_decay", "SGD")
         if nesterov and momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0; got momentum=0")
-        self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
+        self.nesterov = nesterov
 
     def _update(self, param: Parameter, state: dict[str, Any]) -> None:
         grad = param.grad

@@ -1,4 +1,4 @@
-"""NumPy fast paths for the hot layers, in channels-last memory.
+"""NumPy kernels for the hot layers, in channels-last memory.
 
 The generic code in :mod:`xpnet.functional` is the definition of every op and runs on any
 backend. On NumPy three things make it slow, and this module avoids them in conv2d, max and
@@ -15,10 +15,10 @@ average pooling (stride == kernel, no padding), sigmoid and ReLU's backward:
   stride == kernel are a reshape (a view).
 
 Results are NCHW-*shaped* arrays whose memory is channels-last (N, H, W, C), as PyTorch's
-``channels_last`` format: the next layer reads them without a copy. Every function here is
-tested equal to the generic path (``tests/test_fast_paths.py``). Only
-:func:`xpnet._backend.fast_kernels` hands this module out: to NumPy arrays, while fast paths
-are on.
+``channels_last`` format: the next layer reads them without a copy. Each kernel is
+registered for the op it replaces (``@register("numpy", "conv2d_forward")``), handed out
+by :func:`xpnet.kernels.kernel_for` for plain NumPy arrays only, and tested equal to the
+generic op by the registry-driven test (``tests/test_kernels.py``).
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from collections.abc import Iterator
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
-from .functional._windows import output_size
-from .functional.conv import Conv2dSaved
-from .functional.pool import Pool2dSaved
+from .._saved import Conv2dSaved, Pool2dSaved
+from .._shapes import output_hw
+from .._typing import IntPair
+from ._registry import register
 
-IntPair = tuple[int, int]
+BACKEND = "numpy"
 
 COL2IM_CHUNK_BYTES = 2**21
 """col2im works through the batch in chunks whose column gradients take about this many
@@ -148,8 +149,14 @@ def pad_channels_last(x_nhwc: np.ndarray, padding: IntPair) -> np.ndarray:
     return padded
 
 
+@register(BACKEND, "conv2d_forward")
 def conv2d_forward(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: IntPair, padding: IntPair
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    *,
+    stride: IntPair,
+    padding: IntPair,
 ) -> tuple[np.ndarray, Conv2dSaved]:
     """conv2d as ONE (N*L, K) @ (K, C_out) product on channels-last columns.
 
@@ -158,8 +165,7 @@ def conv2d_forward(
     """
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
-    oh = output_size(h, kh, stride[0], padding[0])
-    ow = output_size(w, kw, stride[1], padding[1])
+    oh, ow = output_hw((h, w), (kh, kw), stride, padding)
     x_nhwc = pad_channels_last(channels_last(x), padding)
     has_bias = bias is not None
     cols = im2col_rows(x_nhwc, (kh, kw), stride, (oh, ow), ones_column=has_bias)
@@ -167,10 +173,11 @@ def conv2d_forward(
     if has_bias:
         weight_rows = np.concatenate([weight_rows, bias[:, None]], axis=1)
     out = cols @ weight_rows.T  # (N*oh*ow, C_out): channels-last memory
-    saved = Conv2dSaved(cols, weight, tuple(x.shape), stride, padding, has_bias, True)
+    saved = Conv2dSaved(cols, weight, tuple(x.shape), stride, padding, has_bias, BACKEND)
     return as_nchw(out.reshape(n, oh, ow, c_out)), saved
 
 
+@register(BACKEND, "conv2d_backward")
 def conv2d_backward(
     grad_out: np.ndarray, saved: Conv2dSaved, *, input_grad: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
@@ -317,12 +324,18 @@ def reshape_pooling(kernel: IntPair, stride: IntPair, padding: IntPair) -> bool:
     return stride == kernel and padding == (0, 0)
 
 
-def max_pool2d_forward(x: np.ndarray, kernel: IntPair) -> tuple[np.ndarray, Pool2dSaved] | None:
-    """Max pooling over non-overlapping windows; ``None`` (use the generic path) on NaN.
+@register(BACKEND, "max_pool2d_forward")
+def max_pool2d_forward(
+    x: np.ndarray, kernel: IntPair, *, stride: IntPair, padding: IntPair
+) -> tuple[np.ndarray, Pool2dSaved] | None:
+    """Max pooling over non-overlapping windows; ``None`` (use the generic path) for
+    overlapping or padded windows, and on NaN.
 
     The argmax is the first maximum in row-major window order, as the generic path and
     PyTorch: the number of leading window entries that are not the maximum.
     """
+    if not reshape_pooling(kernel, stride, padding):
+        return None
     kh, kw = kernel
     windows = pool_windows(x, kernel)
     offsets = [windows[:, :, :, i, :, j] for i in range(kh) for j in range(kw)]
@@ -337,9 +350,10 @@ def max_pool2d_forward(x: np.ndarray, kernel: IntPair) -> tuple[np.ndarray, Pool
     for offset in offsets[:-1]:
         np.logical_and(before, offset != out, out=before)
         argmax += before
-    return out, Pool2dSaved(argmax, tuple(x.shape), kernel, kernel, (0, 0))
+    return out, Pool2dSaved(argmax, tuple(x.shape), kernel, kernel, (0, 0), BACKEND)
 
 
+@register(BACKEND, "max_pool2d_backward")
 def max_pool2d_backward(grad_out: np.ndarray, saved: Pool2dSaved) -> np.ndarray:
     """Each output's gradient to its window's argmax, written channels-last.
 
@@ -366,9 +380,15 @@ def pool_output_like(x_shape: tuple[int, ...], kernel: IntPair, like: np.ndarray
     return allocate((n, c, h, w), dtype=like.dtype)
 
 
-def avg_pool2d_forward(x: np.ndarray, kernel: IntPair) -> tuple[np.ndarray, Pool2dSaved]:
+@register(BACKEND, "avg_pool2d_forward")
+def avg_pool2d_forward(
+    x: np.ndarray, kernel: IntPair, *, stride: IntPair, padding: IntPair
+) -> tuple[np.ndarray, Pool2dSaved] | None:
     """Average pooling over non-overlapping windows: the offsets summed in row-major order,
-    then divided by their number (the generic ``mean`` may sum in another order)."""
+    then divided by their number (the generic ``mean`` may sum in another order);
+    ``None`` for overlapping or padded windows."""
+    if not reshape_pooling(kernel, stride, padding):
+        return None
     kh, kw = kernel
     windows = pool_windows(x, kernel)
     offsets = [windows[:, :, :, i, :, j] for i in range(kh) for j in range(kw)]
@@ -376,9 +396,10 @@ def avg_pool2d_forward(x: np.ndarray, kernel: IntPair) -> tuple[np.ndarray, Pool
     for offset in offsets[2:]:
         np.add(total, offset, out=total)
     total /= kh * kw
-    return total, Pool2dSaved(None, tuple(x.shape), kernel, kernel, (0, 0))
+    return total, Pool2dSaved(None, tuple(x.shape), kernel, kernel, (0, 0), BACKEND)
 
 
+@register(BACKEND, "avg_pool2d_backward")
 def avg_pool2d_backward(grad_out: np.ndarray, saved: Pool2dSaved) -> np.ndarray:
     """Each window's pixels get its output's gradient / (kh*kw), one pass per offset."""
     kh, kw = saved.kernel
@@ -395,14 +416,17 @@ def avg_pool2d_backward(grad_out: np.ndarray, saved: Pool2dSaved) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
+@register(BACKEND, "sigmoid_forward")
+def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The generic stable formula, ``1 / (1 + exp(-|x|))`` and ``e * that`` for x < 0,
-    with a branch-free select in place of ``np.where`` (bit-equal)."""
+    with a branch-free select in place of ``np.where`` (bit-equal); saved: the output."""
     e = np.exp(-np.abs(x))
     positive = 1.0 / (1.0 + e)
-    return select(x >= 0, positive, e * positive)
+    out = select(x >= 0, positive, e * positive)
+    return out, out
 
 
+@register(BACKEND, "relu_backward")
 def relu_backward(grad_out: np.ndarray, out: np.ndarray) -> np.ndarray:
     """The gradient where the output is positive (or NaN, as PyTorch), else 0."""
     return zero_where(out <= 0, grad_out)

@@ -1,0 +1,60 @@
+"""What each op's forward keeps for its backward: one named tuple per op.
+
+These live apart from :mod:`xpnet.functional` and :mod:`xpnet.kernels` so that both import
+them and neither imports the other's internals. ``made_by`` names the kernel backend whose
+forward made the tuple (``None``: the generic array-API code); the backward takes the
+matching implementation, whose layout of the saved arrays it knows (see
+:func:`xpnet.kernels.backward_kernel`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ._typing import Array, IntPair
+
+
+class Conv2dSaved(NamedTuple):
+    """What :func:`xpnet.functional.conv2d_backward` needs from the forward pass."""
+
+    cols: Array
+    """The im2col matrix: (C_in*kH*kW, N*out_h*out_w) from the generic code; kernels may
+    keep their own layout (the NumPy kernel: (N*out_h*out_w, kH*kW*C_in [+1]))."""
+    weight: Array
+    x_shape: tuple[int, ...]
+    stride: IntPair
+    padding: IntPair
+    has_bias: bool
+    made_by: str | None = None
+
+
+class Pool2dSaved(NamedTuple):
+    """What the pooling backward passes need from the forward pass."""
+
+    argmax: Array | None  # (N, C, out_h, out_w) window offset of each max; None for avg
+    x_shape: tuple[int, ...]
+    kernel: IntPair
+    stride: IntPair
+    padding: IntPair
+    made_by: str | None = None
+
+
+class LinearSaved(NamedTuple):
+    """What :func:`xpnet.functional.linear_backward` needs from the forward pass."""
+
+    x: Array
+    weight: Array
+    has_bias: bool
+
+
+class CrossEntropySaved(NamedTuple):
+    """What :func:`xpnet.functional.cross_entropy_backward` needs: probabilities, one-hot labels."""
+
+    probs: Array
+    one_hot: Array
+
+
+class MSESaved(NamedTuple):
+    """What :func:`xpnet.functional.mse_loss_backward` needs: ``prediction - target``."""
+
+    diff: Array
