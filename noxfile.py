@@ -2,8 +2,9 @@
 
 - ``nox -s "tests(backend='numpy')"``: the suite on one backend (``array_api_strict``,
   ``torch`` and ``cupy`` likewise). A backend that is not usable here is skipped with the
-  reason, never failed.
-- ``nox -s lint``: ruff check and ruff format --check.
+  reason, never failed. The numpy session also runs the suite with the kernels off
+  (``numpy-generic``) and the docstring examples (``--doctest-modules``).
+- ``nox -s lint``: ruff check, ruff format --check and mypy over ``src/xpnet``.
 - ``nox -s bench``: the benchmarks (not a default session).
 
 PyTorch is the tests' reference: ``XPNET_TORCH`` names the requirement to install
@@ -36,19 +37,19 @@ def tests(session: nox.Session, backend: str) -> None:
             session.skip("cupy: no NVIDIA GPU on this machine (nvidia-smi not found)")
         requirements.append(CUPY)
     session.install(*requirements)
-    session.run(
-        "pytest",
-        *session.posargs,
-        env={"XPNET_TEST_BACKENDS": backend, "MPLBACKEND": "Agg"},
-    )
+    env = {"XPNET_TEST_BACKENDS": backend, "MPLBACKEND": "Agg"}
+    session.run("pytest", *session.posargs, env=env)
+    if backend == "numpy" and not session.posargs:
+        session.run("pytest", "--doctest-modules", "--pyargs", "xpnet", env=env)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check over the whole tree."""
-    session.install("ruff")
+    """ruff check and ruff format --check over the whole tree; mypy over the package."""
+    session.install("ruff", "mypy", ".")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
 
 
 @nox.session

@@ -1,12 +1,16 @@
 """The ``xp`` fixture: every backend test runs once per backend, ids = backend names.
 
 ``XPNET_TEST_BACKENDS`` (comma-separated) restricts the backends, as the nox sessions do;
-a selected backend that is not usable here is skipped with the reason.
+a selected backend that is not usable here is skipped with the reason. ``numpy`` brings
+``numpy-generic`` along: NumPy with the kernels off (``use_fast_paths(False)``), so every
+test covers both NumPy paths. Tests on ``cupy`` carry the ``gpu`` marker
+(``pytest -m gpu`` runs just those).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from types import ModuleType
 
 import numpy as np
@@ -14,8 +18,18 @@ import pytest
 
 import xpnet
 from xpnet._backend import BACKENDS, backend_status
+from xpnet.kernels import use_fast_paths
 
-SELECTED = [b for b in os.environ.get("XPNET_TEST_BACKENDS", ",".join(BACKENDS)).split(",") if b]
+GENERIC = "numpy-generic"
+"""NumPy with every kernel off: the generic array-API code, as any other backend runs it."""
+
+_names = os.environ.get("XPNET_TEST_BACKENDS", ",".join(BACKENDS)).split(",")
+SELECTED = [
+    variant
+    for name in _names
+    if name
+    for variant in ([name, GENERIC] if name == "numpy" else [name])
+]
 _worst_error: dict[str, tuple[float, str]] = {}
 
 
@@ -24,19 +38,33 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("xp", SELECTED, ids=SELECTED, indirect=True)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("xp") == "cupy":
+            item.add_marker(pytest.mark.gpu)
+
+
+def backend_name(param: str) -> str:
+    """The xpnet backend behind an ``xp`` parameter (``numpy-generic`` is NumPy)."""
+    return "numpy" if param == GENERIC else param
+
+
 @pytest.fixture
-def xp(request: pytest.FixtureRequest) -> ModuleType:
+def xp(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
     """The array-API namespace of one backend (skipped with the reason if unusable here)."""
-    usable, reason = backend_status(request.param)
+    name = backend_name(request.param)
+    usable, reason = backend_status(name)
     if not usable:
-        pytest.skip(f"backend {request.param} unavailable: {reason}")
-    return xpnet.namespace(request.param)
+        pytest.skip(f"backend {name} unavailable: {reason}")
+    with use_fast_paths(request.param != GENERIC):
+        yield xpnet.namespace(name)
 
 
 @pytest.fixture
 def backend(xp: ModuleType, request: pytest.FixtureRequest) -> str:
-    """The name of the backend of ``xp``."""
-    return request.node.callspec.params["xp"]
+    """The xpnet backend name of ``xp`` (``"numpy"`` for numpy-generic too)."""
+    return backend_name(request.node.callspec.params["xp"])
 
 
 @pytest.fixture
@@ -49,7 +77,10 @@ def record_error():
     """Record a relative error against PyTorch; the worst one is printed after the run."""
 
     def record(value: float, where: str) -> None:
-        backend = where.split("[")[-1].rstrip("]").split("-")[0] if "[" in where else "?"
+        backend = "?"
+        if "[" in where:
+            param = where.split("[")[-1].rstrip("]")
+            backend = GENERIC if param.startswith(GENERIC) else param.split("-")[0]
         if value > _worst_error.get(backend, (-1.0, ""))[0]:
             _worst_error[backend] = (value, where)
 

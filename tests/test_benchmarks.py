@@ -15,6 +15,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["ops.py", "mnist.py", "profile_step.py"])
 def test_benchmark_script_quick(script, tmp_path):
     pytest.importorskip("torch")

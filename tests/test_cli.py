@@ -39,6 +39,7 @@ def trained(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoint_metrics_and_plots(trained):
     assert (trained / "model.npz").is_file()
     metrics = json.loads((trained / "metrics.json").read_text())
@@ -87,7 +88,6 @@ def test_unusable_backend_is_one_line_and_exit_2(monkeypatch, capsys):
     monkeypatch.setattr(
         _backend, "backend_status", lambda name: (name != "cupy", "no CUDA device found")
     )
-    monkeypatch.setattr("xpnet.cli.backend_status", _backend.backend_status)
     assert main(["train", "--backend", "cupy"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("cupy: no CUDA device found; available: numpy")

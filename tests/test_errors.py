@@ -183,3 +183,44 @@ def test_layer_constructor_errors():
         TypeError, match=r"Sequential: layer 1 must be an xpnet Module; got function"
     ):
         nn.Sequential(nn.ReLU(), lambda x: x)
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (
+            lambda: nn.Conv2d(0, 4, 3),
+            ValueError,
+            r"Conv2d: in_channels must be a positive int; got 0",
+        ),
+        (
+            lambda: nn.Conv2d(1, 2.5, 3),
+            ValueError,
+            r"Conv2d: out_channels must be a positive int; got 2.5",
+        ),
+        (lambda: nn.Conv2d(1, 4, 0), ValueError, r"Conv2d: kernel_size must be >= 1; got 0"),
+        (
+            lambda: nn.Conv2d(1, 4, 3, padding=-1),
+            ValueError,
+            r"Conv2d: padding must be >= 0; got -1",
+        ),
+        (
+            lambda: nn.Linear(3, True),
+            ValueError,
+            r"Linear: out_features must be a positive int; got True",
+        ),
+        (lambda: nn.MaxPool2d(0), ValueError, r"MaxPool2d: kernel_size must be >= 1; got 0"),
+        (lambda: nn.AvgPool2d(2, stride=0), ValueError, r"AvgPool2d: stride must be >= 1; got 0"),
+        (
+            lambda: nn.MaxPool2d(2, padding=2),
+            ValueError,
+            r"MaxPool2d: padding must be at most half",
+        ),
+        (lambda: nn.MaxPool2d("2"), TypeError, r"MaxPool2d: kernel_size must be an int or a pair"),
+        (lambda: nn.Dropout(-0.1), ValueError, r"Dropout: p must be in \[0, 1\); got -0.1"),
+        (lambda: nn.Softmax(axis=1.0), TypeError, r"Softmax: axis must be an int; got 1.0"),
+    ],
+)
+def test_every_layer_checks_its_arguments_at_construction(build, error, message):
+    with pytest.raises(error, match=message):
+        build()

@@ -57,9 +57,8 @@ def import_graph() -> dict[str, set[str]]:
                 for alias in node.names:  # ``from pkg import submodule`` names a module
                     full = f"{base}.{alias.name}"
                     targets.append(full if full in modules else base)
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-                if MODULE_NAME.match(node.value):
-                    targets = [node.value]
+            elif isinstance(node, ast.Constant) and MODULE_NAME.match(str(node.value)):
+                targets = [str(node.value)]
             graph[module] |= {t for t in targets if t in modules and not _encloses(t, module)}
     return graph
 

@@ -174,11 +174,73 @@ def test_train_eval_propagate_to_children():
     assert all(layer.training for layer in model.layers)
 
 
-def test_backward_before_forward_is_a_clear_error():
-    with pytest.raises(RuntimeError, match=r"Conv2d\.backward called before forward"):
-        nn.Conv2d(1, 1, 1, backend="numpy").backward(np.ones((1, 1, 1, 1), np.float32))
-    with pytest.raises(RuntimeError, match=r"CrossEntropyLoss\.backward called before forward"):
-        nn.CrossEntropyLoss().backward()
+@pytest.mark.parametrize(
+    "layer",
+    [
+        nn.Conv2d(1, 1, 1, backend="numpy"),
+        nn.Linear(1, 1, backend="numpy"),
+        nn.MaxPool2d(1),
+        nn.AvgPool2d(1),
+        nn.ReLU(),
+        nn.Sigmoid(),
+        nn.Tanh(),
+        nn.Softmax(),
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Dropout(0.5).eval(),
+    ],
+    ids=lambda layer: repr(layer),
+)
+def test_backward_before_forward_is_a_clear_error(layer):
+    name = type(layer).__name__
+    with pytest.raises(RuntimeError, match=rf"{name}\.backward called before forward"):
+        layer.backward(np.ones((1, 1, 1, 1), np.float32))
+
+
+def test_loss_backward_before_forward_is_a_clear_error():
+    for loss in (nn.CrossEntropyLoss(), nn.MSELoss()):
+        with pytest.raises(RuntimeError, match=rf"{type(loss).__name__}\.backward called before"):
+            loss.backward()
+
+
+def test_a_users_layer_never_shadows_a_built_in_one(tmp_path):
+    from xpnet.checkpoint import load_checkpoint, save_checkpoint
+
+    class Linear(nn.Module):  # the same class name as xpnet's own
+        def forward(self, x):
+            return x
+
+    assert nn.Module.registry["Linear"] is nn.Linear
+    assert Linear.type_name() == f"{__name__}.{Linear.__qualname__}"
+    assert nn.Module.registry[Linear.type_name()] is Linear
+    model = nn.Sequential(nn.Linear(2, 3, backend="numpy"), Linear())
+    rebuilt = nn.from_spec(model.spec())
+    assert type(rebuilt[0]) is nn.Linear and type(rebuilt[1]) is Linear
+    save_checkpoint(tmp_path / "m.npz", model)
+    assert type(load_checkpoint(tmp_path / "m.npz").model[1]) is Linear
+
+
+def test_an_unknown_layer_in_a_spec_or_checkpoint_is_a_clear_error():
+    with pytest.raises(
+        ValueError,
+        match=r"unknown layer type 'mypackage.Gate': import the module that defines it first.*"
+        r"xpnet's layers: AvgPool2d, Conv2d, Dropout",
+    ):
+        nn.from_spec({"type": "mypackage.Gate", "config": {}})
+
+
+def test_from_spec_passes_backend_only_to_layers_that_take_it():
+    class Shift(nn.Module):
+        def __init__(self, by: float = 1.0) -> None:
+            super().__init__()
+            backend = "a local variable, not a parameter"  # noqa: F841
+            self.by = by
+
+        def config(self):
+            return {"by": self.by}
+
+    layer = nn.from_spec(Shift(2.0).spec(), backend="numpy")
+    assert isinstance(layer, Shift) and layer.by == 2.0
 
 
 def test_mse_loss_layer(xp, rng):

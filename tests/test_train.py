@@ -252,6 +252,23 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     assert path.read_bytes() == good
 
 
+def test_nan_loss_before_any_checkpoint_says_none_was_written(tmp_path, digits):
+    path = tmp_path / "c.npz"
+    model = digits_model("numpy")
+
+    def poison(step):
+        if step == 2:
+            model.parameters()[0].data = model.parameters()[0].data * np.float32("nan")
+
+    with pytest.raises(
+        TrainingDiverged, match=r"at epoch 1, step 3 \(global step 3\); no checkpoint was written"
+    ):
+        fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.05), digits[0],
+            epochs=1, batch_size=32, checkpoint=path, progress=False, log=None,
+            on_step=poison)  # fmt: skip
+    assert not path.exists()
+
+
 def test_fit_rejects_bad_arguments(digits):
     model = digits_model("numpy")
     opt = optim.SGD(model.parameters(), lr=0.1)
@@ -262,7 +279,10 @@ def test_fit_rejects_bad_arguments(digits):
         ValueError, match=r"train: images \(600\) and labels \(599\) differ in count"
     ):
         fit(model, crit, opt, (digits[0][0], digits[0][1][:-1]), epochs=1)
-    with pytest.raises(ValueError, match=r"train: labels must lie in \[0, 10\); got \[3, 12\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"train: labels must lie in \[0, 10\) for 10 classes; got values in \[3, 12\]",
+    ):
         fit(model, crit, opt, (digits[0][0], digits[0][1] + 3), epochs=1)
     with pytest.raises(ValueError, match="resume=True needs a checkpoint path"):
         fit(model, crit, opt, digits[0], epochs=1, resume=True)

@@ -231,13 +231,6 @@ def device_info() -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 
 
-def host_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
-    """A NumPy generator from a seed (or the generator itself): used for initialisation."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    return np.random.default_rng(seed)
-
-
 class DeviceRandom:
     """Uniform random numbers drawn on the device of a given array.
 
@@ -247,7 +240,7 @@ class DeviceRandom:
     """
 
     def __init__(self, seed: int | None = None) -> None:
-        self.seed = int(host_rng(seed).integers(2**31)) if seed is None else int(seed)
+        self.seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
         self._generators: dict[tuple[str, str], Any] = {}
 
     def uniform(self, shape: tuple[int, ...], like: Any) -> Any:

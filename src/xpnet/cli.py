@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, models, optim
-from ._backend import BACKENDS, available_backends, backend_status, device_info
+from ._backend import BACKENDS, available_backends, check_backend_name, device_info
 from .checkpoint import load_checkpoint
 from .datasets import MNIST_MEAN, MNIST_STD, load_mnist
 from .nn import CrossEntropyLoss
@@ -28,12 +28,12 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
-def _backend(name: str | None) -> str:
-    name = name or "numpy"
-    usable, reason = backend_status(name)
-    if not usable:
-        raise CLIError(f"{name}: {reason}; available: {', '.join(available_backends())}")
-    return name
+def _backend(name: str) -> str:
+    """``name`` if that backend is usable here, else a one-line :class:`CLIError`."""
+    try:
+        return check_backend_name(name)
+    except (ValueError, RuntimeError) as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,6 +103,7 @@ def _peak_lr(args: argparse.Namespace) -> float:
 
 def _make_optimizer(args: argparse.Namespace, params: list, steps: int) -> tuple[Any, Any]:
     lr = _peak_lr(args)
+    opt: optim.Optimizer
     if args.optimizer == "adam":
         opt = optim.Adam(params, lr=lr)
     else:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import asarray, host_rng
+from ._backend import asarray
 
 Shape = tuple[int, ...]
 
@@ -39,7 +39,9 @@ __all__ = [
 
 def make_rng(rng: int | np.random.Generator | None) -> np.random.Generator:
     """A NumPy generator from a seed, a generator (returned as is) or ``None`` (fresh entropy)."""
-    return host_rng(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
 
 
 def fan_in_and_fan_out(shape: Shape) -> tuple[int, int]:
@@ -150,8 +152,7 @@ def xavier_uniform(
     dtype: str = "float32",
 ) -> Any:
     """Glorot/Xavier uniform: U(-b, b) with ``b = gain * sqrt(6 / (fan_in + fan_out))``."""
-    fan_in, fan_out = fan_in_and_fan_out(shape)
-    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    bound = _glorot_scale(shape, gain, 6.0)
     return uniform(shape, -bound, bound, rng=rng, backend=backend, dtype=dtype)
 
 
@@ -164,9 +165,12 @@ def xavier_normal(
     dtype: str = "float32",
 ) -> Any:
     """Glorot/Xavier normal: ``std = gain * sqrt(2 / (fan_in + fan_out))``."""
+    return normal(shape, _glorot_scale(shape, gain, 2.0), rng=rng, backend=backend, dtype=dtype)
+
+
+def _glorot_scale(shape: Shape, gain: float, numerator: float) -> float:
     fan_in, fan_out = fan_in_and_fan_out(shape)
-    std = gain * math.sqrt(2.0 / (fan_in + fan_out))
-    return normal(shape, std, rng=rng, backend=backend, dtype=dtype)
+    return gain * math.sqrt(numerator / (fan_in + fan_out))
 
 
 def lecun_uniform(

@@ -3,10 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from .init import make_rng
-from .nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Sigmoid, Tanh
-from .nn.layers import AvgPool2d
+from .nn import (
+    AvgPool2d,
+    Conv2d,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    Module,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Tanh,
+)
+
+
+def _conv_block(
+    c_in: int,
+    c_out: int,
+    activation: Callable[[], Module],
+    pool: Callable[[int], Module],
+    **conv: Any,
+) -> list[Module]:
+    """Conv 5x5 (``conv`` holds rng, backend, padding), the activation, 2x2 pooling."""
+    return [Conv2d(c_in, c_out, 5, **conv), activation(), pool(2)]
 
 
 def seed_cnn(*, seed: int | None = 0, backend: str | None = None) -> Sequential:
@@ -16,9 +38,7 @@ def seed_cnn(*, seed: int | None = 0, backend: str | None = None) -> Sequential:
     """
     rng = make_rng(seed)
     return Sequential(
-        Conv2d(1, 8, 5, rng=rng, backend=backend),
-        Sigmoid(),
-        MaxPool2d(2),
+        *_conv_block(1, 8, Sigmoid, MaxPool2d, rng=rng, backend=backend),
         Flatten(),
         Linear(8 * 12 * 12, 10, rng=rng, backend=backend),
     )
@@ -28,12 +48,8 @@ def lenet5(*, seed: int | None = 0, backend: str | None = None) -> Sequential:
     """LeNet-5 (LeCun et al. 1998) with tanh and average pooling, padded to 32x32 input."""
     rng = make_rng(seed)
     return Sequential(
-        Conv2d(1, 6, 5, padding=2, rng=rng, backend=backend),
-        Tanh(),
-        AvgPool2d(2),
-        Conv2d(6, 16, 5, rng=rng, backend=backend),
-        Tanh(),
-        AvgPool2d(2),
+        *_conv_block(1, 6, Tanh, AvgPool2d, padding=2, rng=rng, backend=backend),
+        *_conv_block(6, 16, Tanh, AvgPool2d, rng=rng, backend=backend),
         Flatten(),
         Linear(16 * 5 * 5, 120, rng=rng, backend=backend),
         Tanh(),
@@ -49,12 +65,8 @@ def mnist_cnn(*, seed: int | None = 0, backend: str | None = None) -> Sequential
     see the README for how it was chosen."""
     rng = make_rng(seed)
     return Sequential(
-        Conv2d(1, 16, 5, rng=rng, backend=backend),
-        ReLU(),
-        MaxPool2d(2),
-        Conv2d(16, 32, 5, rng=rng, backend=backend),
-        ReLU(),
-        MaxPool2d(2),
+        *_conv_block(1, 16, ReLU, MaxPool2d, rng=rng, backend=backend),
+        *_conv_block(16, 32, ReLU, MaxPool2d, rng=rng, backend=backend),
         Flatten(),
         Linear(32 * 4 * 4, 128, rng=rng, backend=backend),
         ReLU(),

@@ -6,6 +6,10 @@
 :class:`TrainingDiverged` naming the step when the loss turns NaN/inf (the last good
 checkpoint stays as it was), and on Ctrl-C finishes the current step, saves a checkpoint
 and raises ``KeyboardInterrupt``; ``fit(..., resume=True)`` continues that same run.
+
+The pieces, in the order a run uses them: :class:`_Run` holds what one ``fit`` call
+trains and writes; :meth:`_Run.epoch` runs the steps of one epoch (:meth:`_Run.step`
+each) and returns their :class:`_Totals`; :meth:`_Run.save` writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -21,15 +25,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import array_api_compat.numpy as np_namespace
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from ._backend import backend_of, to_numpy
+from ._backend import asarray, backend_of, to_numpy
+from ._typing import Array, Namespace
 from .checkpoint import load_checkpoint, save_checkpoint
 from .functional import softmax
+from .functional.softmax import check_labels
 from .nn import CrossEntropyLoss, Module
-
-Array = Any
 
 
 class TrainingDiverged(FloatingPointError):
@@ -51,7 +56,7 @@ class History:
         return asdict(self)
 
 
-def _model_place(model: Module) -> tuple[str, Any, Any]:
+def _model_place(model: Module) -> tuple[str, Any, Namespace]:
     params = model.parameters()
     if not params:
         raise ValueError("fit: the model has no parameters")
@@ -61,8 +66,6 @@ def _model_place(model: Module) -> tuple[str, Any, Any]:
 
 def to_model_device(model: Module, *arrays: Any) -> list[Any]:
     """Copy ``arrays`` (NumPy or any backend) once to the backend and device of ``model``."""
-    from ._backend import asarray
-
     name, dev, _ = _model_place(model)
     return [asarray(a, backend=name, device=dev) for a in arrays]
 
@@ -72,13 +75,8 @@ def _check_dataset(x: Any, y: Any, name: str, n_classes: int | None = None) -> N
         raise ValueError(f"{name}: images ({len(x)}) and labels ({len(y)}) differ in count")
     if len(x) == 0:
         raise ValueError(f"{name}: the dataset is empty")
-    labels = to_numpy(y)
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(f"{name}: labels must be integers; got dtype {labels.dtype}")
-    if n_classes is not None and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(
-            f"{name}: labels must lie in [0, {n_classes}); got [{labels.min()}, {labels.max()}]"
-        )
+    labels = np.asarray(to_numpy(y))
+    check_labels(labels, len(y), n_classes, check_range=True, xp=np_namespace, func=name)
 
 
 def _n_classes(model: Module) -> int | None:
@@ -121,6 +119,188 @@ def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
         file=sys.stdout,
         dynamic_ncols=True,
     )
+
+
+@dataclass
+class _Totals:
+    """Loss and accuracy sums of the epoch so far (on the device) and its time."""
+
+    loss_sum: Array
+    correct: Array
+    seen: int
+    seconds: float
+
+    @classmethod
+    def start(cls, xp: Namespace, dev: Any, partial: dict[str, Any]) -> _Totals:
+        """Zero, or the sums a checkpoint saved mid-epoch (``partial``)."""
+        return cls(
+            xp.asarray(partial.get("loss_sum", 0.0), dtype=xp.float64, device=dev),
+            xp.asarray(partial.get("correct", 0), dtype=xp.int64, device=dev),
+            int(partial.get("seen", 0)),
+            float(partial.get("seconds", 0.0)),
+        )
+
+    def to_dict(self) -> dict[str, float]:
+        """Read back to the host, JSON-friendly (one transfer per value)."""
+        return {
+            "loss_sum": float(self.loss_sum),
+            "correct": int(self.correct),
+            "seen": self.seen,
+            "seconds": self.seconds,
+        }
+
+
+class _Run:
+    """What one :func:`fit` call trains, where its data lives and what it writes."""
+
+    def __init__(
+        self,
+        model: Module,
+        loss: CrossEntropyLoss,
+        optimizer: Any,
+        scheduler: Any,
+        train: tuple[Any, Any],
+        settings: dict[str, Any],
+    ) -> None:
+        self.model, self.loss, self.optimizer, self.scheduler = model, loss, optimizer, scheduler
+        self.settings = settings
+        _, self.device, self.xp = _model_place(model)
+        self.x, y = to_model_device(model, *train)
+        self.y = self.xp.astype(y, self.xp.int64)
+        self.n = int(self.x.shape[0])
+        self.steps_per_epoch = math.ceil(self.n / settings["batch_size"])
+        self.history = History()
+        self.window: list[tuple[int, Array]] = []  # (global step, loss) not yet checked
+        self.start_epoch, self.start_step = 0, 0
+        self.partial: dict[str, Any] = {}
+
+    @property
+    def checkpoint(self) -> Path | None:
+        path = self.settings["checkpoint"]
+        return None if path is None else Path(path)
+
+    def resume(self, log: Callable[[str], None] | None) -> None:
+        """Continue from the checkpoint: weights, optimizer, history, epoch and step."""
+        path = self.checkpoint
+        if path is None or not path.exists():
+            return
+        saved = load_checkpoint(path)
+        self.model.load_state_dict(saved.model.state_dict())
+        saved.restore_optimizer(self.optimizer, self.scheduler)
+        self.history = History(**saved.state["history"])
+        self.start_epoch, self.start_step = saved.state["epoch"], saved.state["step"]
+        self.partial = saved.state.get("partial", {})
+        if log:
+            log(f"resumed from {path} at epoch {self.start_epoch + 1}, step {self.start_step}")
+
+    def save(self, epoch: int, step: int, partial: dict[str, float]) -> None:
+        """Write the checkpoint (if the run has a path): at ``step`` of ``epoch``."""
+        if self.checkpoint is None:
+            return
+        keys = ("seed", "epochs", "batch_size")
+        state = {
+            "epoch": epoch,
+            "step": step,
+            **{key: self.settings[key] for key in keys},
+            "history": self.history.to_dict(),
+            "partial": partial,
+            **self.settings["checkpoint_meta"],
+        }
+        save_checkpoint(
+            self.checkpoint,
+            self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            state=state,
+        )
+
+    def step(self, index: Array, totals: _Totals, global_step: int) -> None:
+        """One training step on the batch ``x[index]``; adds its loss and hits to ``totals``
+        and keeps the loss to be checked for NaN/inf at the next read-back."""
+        xp = self.xp
+        xb, yb = xp.take(self.x, index, axis=0), xp.take(self.y, index, axis=0)
+        logits = self.model(xb)
+        batch_loss = self.loss(logits, yb)
+        self.model.backward(self.loss.backward(), input_grad=False)  # the input is data
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        size = int(xb.shape[0])
+        totals.loss_sum = totals.loss_sum + xp.astype(batch_loss, xp.float64) * size
+        hits = xp.argmax(logits, axis=1) == yb
+        totals.correct = totals.correct + xp.sum(xp.astype(hits, xp.int64))
+        totals.seen += size
+        self.window.append((global_step, batch_loss))
+
+    def epoch(self, epoch: int, interrupted: Callable[[], bool]) -> tuple[_Totals, int | None]:
+        """Run the steps of ``epoch``; return the totals and, if Ctrl-C stopped it, the
+        number of steps done (else ``None``)."""
+        batch, per_epoch, xp = self.settings["batch_size"], self.steps_per_epoch, self.xp
+        first = self.start_step if epoch == self.start_epoch else 0
+        order = np.random.default_rng([self.settings["seed"], epoch]).permutation(self.n)
+        order = xp.asarray(order, device=self.device)
+        totals = _Totals.start(xp, self.device, self.partial)
+        self.partial = {}
+        started = time.perf_counter()
+        epochs = self.settings["epochs"]
+        bar = _progress(per_epoch, first, f"epoch {epoch + 1}/{epochs}", self.settings["progress"])
+        stopped_at = None
+        sync_every, on_step = self.settings["sync_every"], self.settings["on_step"]
+        for step in range(first, per_epoch):
+            global_step = epoch * per_epoch + step + 1
+            # in-bounds stop: the standard leaves others unspecified
+            self.step(order[step * batch : min((step + 1) * batch, self.n)], totals, global_step)
+            if on_step is not None:
+                on_step(global_step)
+            if interrupted():
+                stopped_at = step + 1
+                break
+            if (step + 1) % sync_every == 0:
+                self.check_losses(epoch)
+                if bar is not None:
+                    bar.update(sync_every)
+                    loss, acc = (
+                        float(totals.loss_sum) / totals.seen,
+                        int(totals.correct) / totals.seen,
+                    )
+                    bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.4f}")
+        self.check_losses(epoch)
+        if bar is not None:
+            bar.close()
+        totals.seconds += time.perf_counter() - started
+        return totals, stopped_at
+
+    def check_losses(self, epoch: int) -> None:
+        """Read the unchecked losses back in one transfer; raise on the first NaN/inf."""
+        if not self.window:
+            return
+        values = to_numpy(self.xp.stack([loss for _, loss in self.window]))
+        for (global_step, _), value in zip(self.window, values):
+            if not np.isfinite(value):
+                step = global_step - epoch * self.steps_per_epoch
+                path = self.checkpoint
+                if path is None:
+                    kept = ""
+                elif path.exists():
+                    kept = f"; last good checkpoint: {path}"
+                else:
+                    kept = "; no checkpoint was written"
+                raise TrainingDiverged(
+                    f"training stopped: loss is {value} at epoch {epoch + 1}, step {step} "
+                    f"(global step {global_step}){kept}"
+                )
+        self.window.clear()
+
+    def finish_epoch(self, totals: _Totals, val: tuple[Any, Any] | None) -> None:
+        """Record the epoch's metrics (and validation metrics) in the history."""
+        self.history.seconds.append(totals.seconds)
+        self.history.loss.append(float(totals.loss_sum) / totals.seen)
+        self.history.accuracy.append(int(totals.correct) / totals.seen)
+        self.history.lr.append(self.optimizer.lr)
+        if val is not None:
+            metrics = evaluate(self.model, *val)
+            self.history.val_loss.append(metrics["loss"])
+            self.history.val_accuracy.append(metrics["accuracy"])
 
 
 def fit(
@@ -175,142 +355,44 @@ def fit(
     -------
     History
     """
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"fit: epochs must be an int >= 1; got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"fit: batch_size must be an int >= 1; got {batch_size!r}")
-    if sync_every < 1:
-        raise ValueError(f"fit: sync_every must be >= 1; got {sync_every}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("sync_every", sync_every)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"fit: {name} must be an int >= 1; got {value!r}")
     if resume and checkpoint is None:
         raise ValueError("fit: resume=True needs a checkpoint path")
     n_classes = _n_classes(model)
     _check_dataset(*train, "train", n_classes)
     if val is not None:
         _check_dataset(*val, "val", n_classes)
-    _, dev, xp = _model_place(model)
-    x, y = to_model_device(model, *train)
-    y = xp.astype(y, xp.int64)
     loss.check_range = False  # validated once above, no device read per step
-    n = x.shape[0]
-    steps_per_epoch = math.ceil(n / batch_size)
-    history, start_epoch, start_step, partial = History(), 0, 0, {}
-    if resume and Path(checkpoint).exists():
-        saved = load_checkpoint(checkpoint)
-        model.load_state_dict(saved.model.state_dict())
-        saved.restore_optimizer(optimizer, scheduler)
-        history = History(**saved.state["history"])
-        start_epoch, start_step = saved.state["epoch"], saved.state["step"]
-        partial = saved.state.get("partial", {})
-        if log:
-            log(f"resumed from {checkpoint} at epoch {start_epoch + 1}, step {start_step}")
-
-    def save(epoch: int, step: int, partial_sums: dict[str, float]) -> None:
-        if checkpoint is not None:
-            state = {
-                "epoch": epoch,
-                "step": step,
-                "seed": seed,
-                "epochs": epochs,
-                "batch_size": batch_size,
-                "history": history.to_dict(),
-                "partial": partial_sums,
-                **(checkpoint_meta or {}),
-            }
-            save_checkpoint(
-                checkpoint, model, optimizer=optimizer, scheduler=scheduler, state=state
-            )
-
-    # The input is data: stop the backward at the first layer with parameters, if it can.
+    settings = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "checkpoint": checkpoint,
+        "sync_every": sync_every,
+        "progress": progress,
+        "on_step": on_step,
+        "checkpoint_meta": checkpoint_meta or {},
+    }
+    run = _Run(model, loss, optimizer, scheduler, train, settings)
+    if resume:
+        run.resume(log)
     model.train()
     with _deferred_interrupt() as interrupted:
-        for epoch in range(start_epoch, epochs):
-            first = start_step if epoch == start_epoch else 0
-            order = np.random.default_rng([seed, epoch]).permutation(n)
-            order = xp.asarray(order, device=dev)
-            loss_sum = xp.asarray(partial.get("loss_sum", 0.0), dtype=xp.float64, device=dev)
-            correct = xp.asarray(partial.get("correct", 0), dtype=xp.int64, device=dev)
-            seen = int(partial.get("seen", 0))
-            seconds = float(partial.get("seconds", 0.0))
-            partial = {}
-            window: list[tuple[int, Array]] = []
-            started = time.perf_counter()
-            bar = _progress(steps_per_epoch, first, f"epoch {epoch + 1}/{epochs}", progress)
-
-            for step in range(first, steps_per_epoch):
-                index = order[
-                    step * batch_size : min((step + 1) * batch_size, n)
-                ]  # in-bounds stop: the standard leaves others unspecified
-                xb, yb = xp.take(x, index, axis=0), xp.take(y, index, axis=0)
-                logits = model(xb)
-                batch_loss = loss(logits, yb)
-                model.backward(loss.backward(), input_grad=False)
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                global_step = epoch * steps_per_epoch + step + 1
-                window.append((global_step, batch_loss))
-                size = xb.shape[0]
-                loss_sum = loss_sum + xp.astype(batch_loss, xp.float64) * size
-                hits = xp.argmax(logits, axis=1) == yb
-                correct = correct + xp.sum(xp.astype(hits, xp.int64))
-                seen += size
-                if on_step is not None:
-                    on_step(global_step)
-                if (step + 1) % sync_every == 0 or interrupted():
-                    _check_losses(xp, window, epoch, steps_per_epoch, checkpoint)
-                    if bar is not None:
-                        bar.update(sync_every if not interrupted() else 0)
-                        bar.set_postfix(
-                            loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.4f}"
-                        )
-                if interrupted():
-                    _check_losses(xp, window, epoch, steps_per_epoch, checkpoint)
-                    seconds += time.perf_counter() - started
-                    sums = {
-                        "loss_sum": float(loss_sum),
-                        "correct": int(correct),
-                        "seen": seen,
-                        "seconds": seconds,
-                    }
-                    save(epoch, step + 1, sums)
-                    if bar is not None:
-                        bar.close()
-                    if log:
-                        where = f" to {checkpoint}" if checkpoint else " (no checkpoint path given)"
-                        log(f"interrupted at epoch {epoch + 1}, step {step + 1}: saved{where}")
-                    raise KeyboardInterrupt
-            _check_losses(xp, window, epoch, steps_per_epoch, checkpoint)
-            if bar is not None:
-                bar.close()
-            history.seconds.append(seconds + time.perf_counter() - started)
-            history.loss.append(float(loss_sum) / seen)
-            history.accuracy.append(int(correct) / seen)
-            history.lr.append(optimizer.lr)
-            if val is not None:
-                metrics = evaluate(model, *val)
-                history.val_loss.append(metrics["loss"])
-                history.val_accuracy.append(metrics["accuracy"])
-            save(epoch + 1, 0, {})
+        for epoch in range(run.start_epoch, epochs):
+            totals, stopped_at = run.epoch(epoch, interrupted)
+            if stopped_at is not None:
+                run.save(epoch, stopped_at, totals.to_dict())
+                if log:
+                    where = f" to {checkpoint}" if checkpoint else " (no checkpoint path given)"
+                    log(f"interrupted at epoch {epoch + 1}, step {stopped_at}: saved{where}")
+                raise KeyboardInterrupt
+            run.finish_epoch(totals, val)
+            run.save(epoch + 1, 0, {})
             if log:
-                log(_summary(history, epoch, epochs))
-    return history
-
-
-def _check_losses(
-    xp: Any, window: list[tuple[int, Array]], epoch: int, steps_per_epoch: int, checkpoint: Any
-) -> None:
-    """Read the window's losses back in one transfer; raise on the first NaN/inf, else clear."""
-    if not window:
-        return
-    values = to_numpy(xp.stack([loss for _, loss in window]))
-    for (global_step, _), value in zip(window, values):
-        if not np.isfinite(value):
-            where = f"epoch {epoch + 1}, step {global_step - epoch * steps_per_epoch}"
-            kept = f"; last good checkpoint: {checkpoint}" if checkpoint else ""
-            raise TrainingDiverged(
-                f"training stopped: loss is {value} at {where} (global step {global_step}){kept}"
-            )
-    window.clear()
+                log(_summary(run.history, epoch, epochs))
+    return run.history
 
 
 def _summary(history: History, epoch: int, epochs: int) -> str:

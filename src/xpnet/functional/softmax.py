@@ -66,20 +66,26 @@ def log_softmax_backward(grad_out: Array, out: Array, axis: int = -1) -> Array:
 
 
 def check_labels(
-    labels: Array, n: int, n_classes: int | None, *, check_range: bool, xp: Namespace
+    labels: Array,
+    n: int,
+    n_classes: int | None,
+    *,
+    check_range: bool,
+    xp: Namespace,
+    func: str = "cross_entropy",
 ) -> None:
-    """Labels must be a 1-D integer array of length ``n`` with values in [0, n_classes)."""
+    """Labels must be a 1-D integer array of length ``n`` with values in [0, n_classes)
+    (the range is checked when ``check_range`` and ``n_classes`` is known); errors name
+    ``func``."""
     if not xp.isdtype(labels.dtype, "integral"):
-        raise TypeError(
-            f"cross_entropy: labels must be integer class indices; got dtype {labels.dtype}"
-        )
+        raise TypeError(f"{func}: labels must be integer class indices; got dtype {labels.dtype}")
     if tuple(labels.shape) != (n,):
-        raise ValueError(f"cross_entropy: labels must have shape ({n},); got {tuple(labels.shape)}")
+        raise ValueError(f"{func}: labels must have shape ({n},); got {tuple(labels.shape)}")
     if check_range and n_classes is not None and n > 0:
         low, high = int(xp.min(labels)), int(xp.max(labels))
         if low < 0 or high >= n_classes:
             raise ValueError(
-                f"cross_entropy: labels must lie in [0, {n_classes}) for {n_classes} classes; "
+                f"{func}: labels must lie in [0, {n_classes}) for {n_classes} classes; "
                 f"got values in [{low}, {high}]"
             )
 

@@ -170,7 +170,7 @@ def conv2d_forward(
     has_bias = bias is not None
     cols = im2col_rows(x_nhwc, (kh, kw), stride, (oh, ow), ones_column=has_bias)
     weight_rows = np.permute_dims(weight, (0, 2, 3, 1)).reshape(c_out, kh * kw * c_in)
-    if has_bias:
+    if bias is not None:
         weight_rows = np.concatenate([weight_rows, bias[:, None]], axis=1)
     out = cols @ weight_rows.T  # (N*oh*ow, C_out): channels-last memory
     saved = Conv2dSaved(cols, weight, tuple(x.shape), stride, padding, has_bias, BACKEND)
@@ -361,11 +361,13 @@ def max_pool2d_backward(grad_out: np.ndarray, saved: Pool2dSaved) -> np.ndarray:
     gradient where the argmax is that offset, else 0.
     """
     kh, kw = saved.kernel
-    grad_out = same_layout(grad_out, saved.argmax)  # e.g. NCHW from a Flatten's backward
+    argmax = saved.argmax
+    assert argmax is not None  # max pooling always saves it
+    grad_out = same_layout(grad_out, argmax)  # e.g. NCHW from a Flatten's backward
     grad_x = pool_output_like(saved.x_shape, saved.kernel, grad_out)  # the input's layout
     windows = pool_windows(grad_x, saved.kernel, writeable=True)
     for k in range(kh * kw):
-        zero_where(saved.argmax != k, grad_out, out=windows[:, :, :, k // kw, :, k % kw])
+        zero_where(np.not_equal(argmax, k), grad_out, out=windows[:, :, :, k // kw, :, k % kw])
     return grad_x
 
 

@@ -14,8 +14,8 @@ class _Activation(Module):
     """Applies ``_op_forward`` and feeds its saved output to ``_op_backward`` on the way
     back; the subclass names the op."""
 
-    _op_forward: ClassVar[Callable[[Array], tuple[Array, Array]]]
-    _op_backward: ClassVar[Callable[[Array, Array], Array]]
+    _op_forward: ClassVar[Callable[..., Any]]
+    _op_backward: ClassVar[Callable[..., Any]]
 
     def forward(self, x: Array) -> Array:
         out, self._saved = type(self)._op_forward(x)

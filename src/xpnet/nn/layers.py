@@ -23,8 +23,8 @@ class _WeightAndBias(Module):
     """
 
     param_names = ("weight", "bias")
-    _op_forward: ClassVar[Callable[..., tuple[Array, Any]]]
-    _op_backward: ClassVar[Callable[..., tuple[Array | None, Array, Array | None]]]
+    _op_forward: ClassVar[Callable[..., Any]]
+    _op_backward: ClassVar[Callable[..., Any]]
     weight: Parameter
     bias: Parameter | None
 
@@ -157,8 +157,8 @@ class _Pool2d(Module):
     """A pooling layer around ``_op_forward(x, kernel_size, stride=, padding=)``; the
     subclass names the op."""
 
-    _op_forward: ClassVar[Callable[..., tuple[Array, F.Pool2dSaved]]]
-    _op_backward: ClassVar[Callable[[Array, F.Pool2dSaved], Array]]
+    _op_forward: ClassVar[Callable[..., Any]]
+    _op_backward: ClassVar[Callable[..., Any]]
 
     def __init__(
         self,

@@ -12,8 +12,8 @@ from .._typing import Array
 class _Loss:
     """A loss around ``_op_forward(output, target)`` and ``_op_backward(grad_loss, saved)``."""
 
-    _op_forward: ClassVar[Callable[..., tuple[Array, Any]]]
-    _op_backward: ClassVar[Callable[[Array | float, Any], Array]]
+    _op_forward: ClassVar[Callable[..., Any]]
+    _op_backward: ClassVar[Callable[..., Any]]
 
     def __init__(self) -> None:
         self._saved: Any = None

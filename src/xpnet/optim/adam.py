@@ -8,6 +8,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
+from .._typing import Array
 from .._validation import finite_number
 from ..nn.module import Parameter
 from .optimizer import Optimizer
@@ -52,10 +53,9 @@ class Adam(Optimizer):
             raise ValueError(f"{name}: betas must be two numbers in [0, 1); got {betas!r}")
         self.betas = (float(betas[0]), float(betas[1]))
 
-    def _update(self, param: Parameter, state: dict[str, Any]) -> None:
+    def _update(self, param: Parameter, grad: Array, state: dict[str, Any]) -> None:
         xp = array_namespace(param.data)
         beta1, beta2 = self.betas
-        grad = param.grad
         data = param.data
         if self.weight_decay and self.decoupled:
             data = data * (1.0 - self.lr * self.weight_decay)

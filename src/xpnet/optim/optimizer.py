@@ -8,6 +8,7 @@ from typing import Any
 from array_api_compat import device
 
 from .._backend import asarray, backend_of, to_numpy
+from .._typing import Array
 from .._validation import finite_number
 from ..nn.module import Parameter
 
@@ -42,9 +43,10 @@ class Optimizer:
         self.step_count += 1
         for param, state in zip(self.params, self.state):
             if param.grad is not None:
-                self._update(param, state)
+                self._update(param, param.grad, state)
 
-    def _update(self, param: Parameter, state: dict[str, Any]) -> None:
+    def _update(self, param: Parameter, grad: Array, state: dict[str, Any]) -> None:
+        """Update ``param.data`` from its gradient ``grad`` and its ``state``."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .._typing import Array
 from .._validation import finite_number
 from ..nn.module import Parameter
 from .optimizer import Optimizer
@@ -42,8 +43,7 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov=True needs momentum > 0; got momentum=0")
         self.nesterov = nesterov
 
-    def _update(self, param: Parameter, state: dict[str, Any]) -> None:
-        grad = param.grad
+    def _update(self, param: Parameter, grad: Array, state: dict[str, Any]) -> None:
         if self.weight_decay:
             grad = grad + self.weight_decay * param.data
         if self.momentum:
