@@ -10,7 +10,13 @@ test covers both NumPy paths. Tests on ``cupy`` carry the ``gpu`` marker
 from __future__ import annotations
 
 import os
+
+# scikit-learn's array-API dispatch (tests/test_sklearn.py) needs SciPy's array-API mode,
+# which SciPy reads once, at its import.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 import numpy as np
@@ -22,14 +28,16 @@ from xpnet.kernels import use_fast_paths
 
 GENERIC = "numpy-generic"
 """NumPy with every kernel off: the generic array-API code, as any other backend runs it."""
+TORCH_CUDA = "torch-cuda"
+"""torch tensors on the GPU: torch's default device is ``cuda`` during the test."""
+VARIANTS = {"numpy": [GENERIC], "torch": [TORCH_CUDA]}
+"""Each backend name brings these along (``XPNET_TEST_BACKENDS=torch`` runs torch-cuda too,
+skipped without CUDA)."""
 
 _names = os.environ.get("XPNET_TEST_BACKENDS", ",".join(BACKENDS)).split(",")
-SELECTED = [
-    variant
-    for name in _names
-    if name
-    for variant in ([name, GENERIC] if name == "numpy" else [name])
-]
+SELECTED = list(
+    dict.fromkeys(variant for name in _names if name for variant in [name, *VARIANTS.get(name, [])])
+)
 _worst_error: dict[str, tuple[float, str]] = {}
 
 
@@ -41,13 +49,30 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get("xp") == "cupy":
+        if callspec is not None and callspec.params.get("xp") in ("cupy", TORCH_CUDA):
             item.add_marker(pytest.mark.gpu)
 
 
 def backend_name(param: str) -> str:
-    """The xpnet backend behind an ``xp`` parameter (``numpy-generic`` is NumPy)."""
-    return "numpy" if param == GENERIC else param
+    """The xpnet backend behind an ``xp`` parameter (numpy-generic is NumPy, torch-cuda torch)."""
+    return {GENERIC: "numpy", TORCH_CUDA: "torch"}.get(param, param)
+
+
+@contextmanager
+def _torch_default_device(param: str) -> Iterator[None]:
+    """For torch-cuda: new tensors (``xp.asarray``, layers' weights) on the GPU."""
+    if param != TORCH_CUDA:
+        yield
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("torch-cuda unavailable: torch has no CUDA device here")
+    torch.set_default_device("cuda")
+    try:
+        yield
+    finally:
+        torch.set_default_device("cpu")
 
 
 @pytest.fixture
@@ -57,7 +82,7 @@ def xp(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
     usable, reason = backend_status(name)
     if not usable:
         pytest.skip(f"backend {name} unavailable: {reason}")
-    with use_fast_paths(request.param != GENERIC):
+    with use_fast_paths(request.param != GENERIC), _torch_default_device(request.param):
         yield xpnet.namespace(name)
 
 
@@ -80,7 +105,8 @@ def record_error():
         backend = "?"
         if "[" in where:
             param = where.split("[")[-1].rstrip("]")
-            backend = GENERIC if param.startswith(GENERIC) else param.split("-")[0]
+            variant = next((v for v in (GENERIC, TORCH_CUDA) if param.startswith(v)), None)
+            backend = variant or param.split("-")[0]
         if value > _worst_error.get(backend, (-1.0, ""))[0]:
             _worst_error[backend] = (value, where)
 

@@ -111,3 +111,85 @@ def test_info_and_module_entry_point():
         [sys.executable, "-m", "xpnet", "info"], capture_output=True, text=True, check=True
     )
     assert "numpy" in result.stdout and "available: numpy" in result.stdout
+
+
+@pytest.mark.slow
+def test_train_holds_out_a_validation_split_and_tests_once(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert (metrics["train_images"], metrics["val_images"]) == (2048 - 204, 204)
+    assert metrics["test_images"] == 2048
+    assert len(metrics["history"]["val_accuracy"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--lr", "nan", "--lr must be a finite number > 0; got nan"),
+        ("--lr", "inf", "--lr must be a finite number > 0; got inf"),
+        ("--lr", "0", "--lr must be a finite number > 0; got 0.0"),
+        ("--lr", "-1e-3", "--lr must be a finite number > 0; got -0.001"),
+        ("--epochs", "0", "--epochs must be >= 1; got 0"),
+        ("--batch-size", "-5", "--batch-size must be >= 1; got -5"),
+        ("--limit", "0", "--limit must be >= 1; got 0"),
+        ("--val", "-1", "--val must be >= 0; got -1"),
+        ("--seed", "-2", "--seed must be >= 0; got -2"),
+    ],
+)
+def test_numeric_options_are_checked_up_front(tmp_path, capsys, option, value, message):
+    assert main(["train", f"{option}={value}", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == message
+    assert not (tmp_path / "o").exists()  # nothing started
+
+
+def test_val_larger_than_the_training_set_is_one_line(tmp_path, capsys):
+    code = main(["train", "--limit", "100", "--val", "95", "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "--val must be 0 or between 10 and 90" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "summary"])
+def test_help_has_one_line_per_option_with_its_default(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    options = [line.strip() for line in text.splitlines() if line.strip().startswith("--")]
+    assert options, text
+    for line in options:
+        name = line.split()[0]
+        if name in ("--help", "--resume", "--no-progress"):
+            continue
+        assert "default" in line, f"{command} {name}: no default in {line!r}"
+
+
+def test_summary_prints_layers_shapes_parameters_and_multiply_adds(capsys):
+    assert main(["summary", "--model", "mnist_cnn"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("input shape (1, 28, 28)")
+    assert any("(16, 24, 24)" in line and "416" in line for line in lines)  # conv1
+    total = lines[-1].split()
+    # conv1 24*24*16*25, conv2 8*8*32*400, dense 512*128 and 128*10 multiply-adds
+    assert total[0] == "total" and total[-1] == f"{230400 + 819200 + 65536 + 1280:,}"
+    assert total[-2] == f"{416 + 12832 + 65664 + 1290:,}"
+
+
+def test_the_test_set_is_touched_once_at_the_end(tmp_path, monkeypatch, capsys):
+    import xpnet.cli
+    import xpnet.train
+
+    seen = []
+
+    def recording(evaluate):
+        def wrapper(model, x, y, **kwargs):
+            seen.append(len(x))
+            return evaluate(model, x, y, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(xpnet.train, "evaluate", recording(xpnet.train.evaluate))
+    monkeypatch.setattr(xpnet.cli, "evaluate", recording(xpnet.cli.evaluate))
+    args = ["train", "--model", "seed_cnn", "--epochs", "2", "--limit", "300", "--val", "50"]
+    assert main([*args, "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    assert seen == [50, 50, 300]  # validation after each epoch, the test set once
+    assert "250 images, 50 held out for validation" in capsys.readouterr().out

@@ -19,3 +19,11 @@ def test_readme_example_runs(capsys):
     assert len(example.strip().splitlines()) <= 16
     exec(compile(example, str(README), "exec"), {})
     assert re.match(r"loss \d+\.\d{4}", capsys.readouterr().out)
+
+
+def test_readme_scikit_learn_example_runs(capsys):
+    example = next(block for block in python_blocks() if "CNNClassifier" in block)
+    assert len(example.strip().splitlines()) <= 10
+    exec(compile(example, str(README), "exec"), {})
+    out = capsys.readouterr().out
+    assert re.match(r"\{'cnnclassifier__lr': [\d.e-]+\} 0\.9\d\d", out), out

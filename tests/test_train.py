@@ -294,7 +294,7 @@ def test_shipped_models_shapes():
         model = models.build(name, backend="numpy")
         assert model(x).shape == (2, 10), name
     with pytest.raises(
-        ValueError, match="model must be one of mnist_cnn, lenet5, seed_cnn; got 'vgg'"
+        ValueError, match="model must be one of mnist_cnn, lenet5, seed_cnn, small_cnn; got 'vgg'"
     ):
         models.build("vgg")
 

@@ -1,9 +1,10 @@
-"""The ``xpnet`` command: train, evaluate, predict, info."""
+"""The ``xpnet`` command: train, evaluate, predict, summary, info."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import time
@@ -16,12 +17,35 @@ import numpy as np
 from . import __version__, models, optim
 from ._backend import BACKENDS, available_backends, check_backend_name, device_info
 from .checkpoint import load_checkpoint
-from .datasets import MNIST_MEAN, MNIST_STD, load_mnist
+from .datasets import MNIST_MEAN, MNIST_STD, load_mnist, train_val_split
 from .nn import CrossEntropyLoss
 from .train import TrainingDiverged, evaluate, fit, predict
 
 DEFAULT_LR = {"adam": 5e-3, "sgd": 0.05}
+DEFAULT_VAL = 5000  # training images held out for validation
+DEVICE_HELP = "torch device, e.g. cuda or cuda:1 (default: the backend's default device)"
 MODEL_LR_SCALE = {"seed_cnn": 2.0}  # the shallow sigmoid net likes a larger step (README table)
+
+
+class _OneLineHelp(argparse.HelpFormatter):
+    """``--help`` with one line per option, ending in its default where it has one."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=40, width=240)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.choices is not None:
+            text += f": {', '.join(map(str, action.choices))}"
+        absent = action.default is None or action.default is False
+        if "default" not in text and not absent and action.default is not argparse.SUPPRESS:
+            text += " (default: %(default)s)"
+        return text
+
+    def _metavar_formatter(self, action: argparse.Action, default_metavar: str) -> Any:
+        if action.choices is not None and action.metavar is None:  # choices go in the help
+            return lambda size: ("NAME",) * size
+        return super()._metavar_formatter(action, default_metavar)
 
 
 class CLIError(Exception):
@@ -36,45 +60,105 @@ def _backend(name: str) -> str:
         raise CLIError(str(exc)) from None
 
 
+def _placement(args: argparse.Namespace) -> tuple[str, Any]:
+    """The usable backend and the device (``--device``, torch only) to run on."""
+    backend = _backend(args.backend)
+    if args.device is None:
+        return backend, None
+    if backend != "torch":
+        raise CLIError(
+            f"--device is for --backend torch (e.g. cuda); {backend} runs on its default "
+            f"device; got --device {args.device}"
+        )
+    import torch
+
+    try:
+        device = torch.device(args.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise CLIError(f"--device {args.device}: {str(exc).splitlines()[0]}") from None
+    return backend, device
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xpnet", description=__doc__)
     parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    defaults = _OneLineHelp
 
-    tr = commands.add_parser("train", help="train a CNN on MNIST")
-    tr.add_argument("--backend", choices=BACKENDS, default="numpy")
-    tr.add_argument("--model", choices=list(models.MODELS), default="mnist_cnn")
-    tr.add_argument("--epochs", type=int, default=2)
-    tr.add_argument("--batch-size", type=int, default=128)
-    tr.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    tr = commands.add_parser("train", help="train a CNN on MNIST", formatter_class=defaults)
+    tr.add_argument("--backend", choices=BACKENDS, default="numpy", help="where to train")
+    tr.add_argument("--device", help=DEVICE_HELP)
+    tr.add_argument("--model", choices=list(models.MODELS), default="mnist_cnn", help="net")
+    tr.add_argument("--epochs", type=int, default=2, help="passes over the training images")
+    tr.add_argument("--batch-size", type=int, default=128, help="images per step")
+    tr.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="optimizer")
     tr.add_argument(
         "--lr",
         type=float,
         help="peak learning rate (default: adam 5e-3, sgd 0.05; twice that for seed_cnn)",
     )
     tr.add_argument(
-        "--schedule", choices=["onecycle", "cosine", "step", "none"], default="onecycle"
+        "--schedule",
+        choices=["onecycle", "cosine", "step", "none"],
+        default="onecycle",
+        help="learning-rate schedule",
     )
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--data-dir", type=Path, help="folder of the four MNIST IDX .gz files")
+    tr.add_argument("--seed", type=int, default=0, help="seeds weights, split and batch order")
+    tr.add_argument(
+        "--val",
+        type=int,
+        help="training images held out for per-epoch validation, 0 for none "
+        f"(default: {DEFAULT_VAL}, or a tenth of --limit when that is fewer)",
+    )
+    tr.add_argument(
+        "--data-dir", type=Path, help="folder of the four MNIST IDX .gz files (default: shipped)"
+    )
     tr.add_argument("--out", type=Path, default=Path("runs/mnist"), help="output folder")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
-    tr.add_argument("--limit", type=int, help="use only the first N training and test images")
-    tr.add_argument("--no-progress", action="store_true")
+    tr.add_argument(
+        "--limit", type=int, help="use only the first N training and test images (default: all)"
+    )
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    ev = commands.add_parser("evaluate", help="test accuracy of a checkpoint")
-    ev.add_argument("checkpoint", type=Path)
-    ev.add_argument("--backend", choices=BACKENDS, default="numpy")
-    ev.add_argument("--data-dir", type=Path)
-    ev.add_argument("--limit", type=int, help="use only the first N test images")
+    ev = commands.add_parser(
+        "evaluate", help="test accuracy of a checkpoint", formatter_class=defaults
+    )
+    ev.add_argument("checkpoint", type=Path, help="a model.npz written by xpnet train")
+    ev.add_argument("--backend", choices=BACKENDS, default="numpy", help="where to evaluate")
+    ev.add_argument("--device", help=DEVICE_HELP)
+    ev.add_argument(
+        "--data-dir", type=Path, help="folder of the four MNIST IDX .gz files (default: shipped)"
+    )
+    ev.add_argument("--limit", type=int, help="use only the first N test images (default: all)")
 
-    pr = commands.add_parser("predict", help="classify digit images (PNG, JPEG, ...)")
-    pr.add_argument("checkpoint", type=Path)
-    pr.add_argument("images", type=Path, nargs="+")
-    pr.add_argument("--backend", choices=BACKENDS, default="numpy")
+    pr = commands.add_parser(
+        "predict", help="classify digit images (PNG, JPEG, ...)", formatter_class=defaults
+    )
+    pr.add_argument("checkpoint", type=Path, help="a model.npz written by xpnet train")
+    pr.add_argument("images", type=Path, nargs="+", help="image files, any size")
+    pr.add_argument("--backend", choices=BACKENDS, default="numpy", help="where to run")
+    pr.add_argument("--device", help=DEVICE_HELP)
+
+    su = commands.add_parser(
+        "summary", help="layers, output shapes, parameters, multiply-adds", formatter_class=defaults
+    )
+    su.add_argument("--model", choices=list(models.MODELS), default="mnist_cnn", help="net")
 
     commands.add_parser("info", help="backends, devices and versions")
     return parser
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Every numeric option in range, as one line (exit 2) before any work starts."""
+    ints = {"--epochs": 1, "--batch-size": 1, "--limit": 1, "--val": 0, "--seed": 0}
+    for option, minimum in ints.items():
+        value = getattr(args, option[2:].replace("-", "_"), None)
+        if value is not None and value < minimum:
+            raise CLIError(f"{option} must be >= {minimum}; got {value}")
+    lr = getattr(args, "lr", None)
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise CLIError(f"--lr must be a finite number > 0; got {lr}")
 
 
 def _limit(
@@ -82,9 +166,27 @@ def _limit(
 ) -> tuple[np.ndarray, np.ndarray]:
     if limit is None:
         return arrays
-    if limit < 1:
-        raise CLIError(f"--limit must be >= 1; got {limit}")
     return arrays[0][:limit], arrays[1][:limit]
+
+
+def _split_validation(
+    train_set: tuple[np.ndarray, np.ndarray], val: int | None, seed: int
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+    """Hold out ``val`` training images (stratified, seeded) for per-epoch validation."""
+    n = len(train_set[1])
+    n_classes = len(np.unique(train_set[1]))
+    if val is None:  # the default: 5,000, or a tenth of a small --limit, or none if too few
+        val = min(DEFAULT_VAL, n // 10)
+        val = val if val >= n_classes else 0
+    if val == 0:
+        return train_set, None
+    if not n_classes <= val <= n - n_classes:
+        raise CLIError(
+            f"--val must be 0 or between {n_classes} and {n - n_classes} "
+            f"(one image per class each side) for {n} training images; got {val}"
+        )
+    train, held_out = train_val_split(*train_set, val_fraction=val / n, seed=seed)
+    return train, held_out
 
 
 def _load_data(data_dir: Path | None, limit: int | None) -> tuple[Any, Any]:
@@ -118,23 +220,21 @@ def _make_optimizer(args: argparse.Namespace, params: list, steps: int) -> tuple
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    backend = _backend(args.backend)
-    if args.epochs < 1 or args.batch_size < 1:
-        raise CLIError(
-            f"--epochs and --batch-size must be >= 1; got {args.epochs}, {args.batch_size}"
-        )
-    train_set, test_set = _load_data(args.data_dir, args.limit)
-    model = models.build(args.model, seed=args.seed, backend=backend)
-    steps = args.epochs * -(-len(train_set[0]) // args.batch_size)
-    opt, scheduler = _make_optimizer(args, model.parameters(), steps)
+    backend, device = _placement(args)
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "model.npz"
     if ckpt.exists() and not args.resume:
         raise CLIError(f"{ckpt} exists: pass --resume to continue that run, or another --out")
+    train_set, test_set = _load_data(args.data_dir, args.limit)
+    train_set, val_set = _split_validation(train_set, args.val, args.seed)
+    model = models.build(args.model, seed=args.seed, backend=backend).to(backend, device=device)
+    steps = args.epochs * -(-len(train_set[0]) // args.batch_size)
+    opt, scheduler = _make_optimizer(args, model.parameters(), steps)
+    out.mkdir(parents=True, exist_ok=True)
     peak_lr = _peak_lr(args)
     print(
-        f"training {args.model} on {backend} ({len(train_set[0])} images, {args.epochs} epochs, "
+        f"training {args.model} on {backend} ({len(train_set[0])} images, "
+        f"{0 if val_set is None else len(val_set[0])} held out for validation, {args.epochs} epochs, "
         f"batch {args.batch_size}, {args.optimizer} peak lr {peak_lr:.1e}, {args.schedule})"
     )
     started = time.perf_counter()
@@ -146,7 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             train_set,
             epochs=args.epochs,
             batch_size=args.batch_size,
-            val=test_set,
+            val=val_set,
             seed=args.seed,
             scheduler=scheduler,
             checkpoint=ckpt,
@@ -161,9 +261,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     elapsed = time.perf_counter() - started
-    metrics = evaluate(model, *test_set)
+    metrics = evaluate(model, *test_set)  # the test set's only use: once, at the end
     probs = predict(model, test_set[0])
-    write_report(out, args, backend, history, metrics, probs, test_set[1], elapsed)
+    sizes = {
+        "train_images": len(train_set[0]),
+        "val_images": 0 if val_set is None else len(val_set[0]),
+    }
+    write_report(out, args, backend, history, metrics, probs, test_set[1], elapsed, sizes)
     print(f"test_accuracy: {metrics['accuracy']:.4f}")
     return 0
 
@@ -177,6 +281,7 @@ def write_report(
     probs: np.ndarray,
     labels: np.ndarray,
     elapsed: float,
+    sizes: dict[str, int],
 ) -> None:
     """metrics.json, curves.png and confusion.png in ``out``."""
     from .plots import confusion_matrix
@@ -191,7 +296,8 @@ def write_report(
         "optimizer": args.optimizer,
         "batch_size": args.batch_size,
         "seed": args.seed,
-        "train_images": int(len(labels) if args.limit else 60000),
+        **sizes,
+        "test_images": len(labels),
         "seconds": elapsed,
         "history": history.to_dict(),
         "confusion_matrix": matrix.tolist(),
@@ -216,20 +322,24 @@ def write_report(
         )
 
 
-def _open_checkpoint(path: Path, backend: str) -> Any:
+def _open_checkpoint(args: argparse.Namespace) -> Any:
+    """The checkpoint ``args.checkpoint``, its model on ``--backend`` and ``--device``."""
+    backend, device = _placement(args)
     try:
-        return load_checkpoint(path, backend=backend)
+        ckpt = load_checkpoint(args.checkpoint, backend=backend)
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from None
+    ckpt.model.to(backend, device=device)
+    return ckpt
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    backend = _backend(args.backend)
-    ckpt = _open_checkpoint(args.checkpoint, backend)
+    ckpt = _open_checkpoint(args)
     _, test_set = _load_data(args.data_dir, args.limit)
     metrics = evaluate(ckpt.model, *test_set)
     print(
-        f"{args.checkpoint} on {backend}: {len(test_set[1])} test images, loss {metrics['loss']:.4f}"
+        f"{args.checkpoint} on {args.backend}: {len(test_set[1])} test images, "
+        f"loss {metrics['loss']:.4f}"
     )
     print(f"test_accuracy: {metrics['accuracy']:.4f}")
     return 0
@@ -252,13 +362,17 @@ def load_image(path: Path, normalize: tuple[float, float]) -> np.ndarray:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    backend = _backend(args.backend)
-    ckpt = _open_checkpoint(args.checkpoint, backend)
+    ckpt = _open_checkpoint(args)
     normalize = tuple(ckpt.state.get("normalize", [MNIST_MEAN, MNIST_STD]))
     images = np.stack([load_image(p, normalize) for p in args.images])
     probs = predict(ckpt.model, images)
     for path, row in zip(args.images, probs):
         print(f"{path}: {int(row.argmax())} (p={row.max():.4f})")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    print(models.build(args.model, backend="numpy").summary(models.MNIST_SHAPE))
     return 0
 
 
@@ -276,9 +390,11 @@ def main(argv: list[str] | None = None) -> int:
         "train": cmd_train,
         "evaluate": cmd_evaluate,
         "predict": cmd_predict,
+        "summary": cmd_summary,
         "info": cmd_info,
     }
     try:
+        _check_numbers(args)
         return handler[args.command](args)
     except CLIError as exc:
         print(str(exc), file=sys.stderr)

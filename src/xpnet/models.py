@@ -1,10 +1,16 @@
-"""Ready-made MNIST networks (28x28 single-channel input, 10 classes, logits out)."""
+"""Ready-made networks: MNIST-sized by default (28x28 single-channel input, 10 classes,
+logits out); each builder also takes another ``image_shape`` and ``n_classes``.
+
+A builder raises ``ValueError`` for images too small for its layers (the message names
+the smallest size); :func:`small_cnn` fits any image down to 1x1.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from ._shapes import output_size
 from .init import make_rng
 from .nn import (
     AvgPool2d,
@@ -19,6 +25,9 @@ from .nn import (
     Tanh,
 )
 
+ImageShape = tuple[int, int, int]
+MNIST_SHAPE: ImageShape = (1, 28, 28)
+
 
 def _conv_block(
     c_in: int,
@@ -31,46 +40,108 @@ def _conv_block(
     return [Conv2d(c_in, c_out, 5, **conv), activation(), pool(2)]
 
 
-def seed_cnn(*, seed: int | None = 0, backend: str | None = None) -> Sequential:
+def _side_after(name: str, image_shape: ImageShape, blocks: list[int], minimum: int) -> int:
+    """The square side after 5x5 conv blocks with the given paddings, each followed by a
+    2x2 pool; a ``ValueError`` naming ``minimum`` if the image is too small."""
+    _, height, width = image_shape
+    if height != width:
+        raise ValueError(f"{name}: needs square images; got image_shape {image_shape}")
+    side = height
+    for padding in blocks:
+        side = output_size(side, 5, 1, padding)
+        if side < 2:
+            raise ValueError(
+                f"{name}: needs images of at least {minimum}x{minimum}; got {height}x{width}"
+            )
+        side //= 2
+    return side
+
+
+def seed_cnn(
+    *,
+    seed: int | None = 0,
+    backend: str | None = None,
+    image_shape: ImageShape = MNIST_SHAPE,
+    n_classes: int = 10,
+) -> Sequential:
     """The classic from-scratch net: conv 8@5x5, sigmoid, 2x2 max-pool, affine to 10.
 
     Returns logits; the softmax lives in the cross-entropy loss.
     """
     rng = make_rng(seed)
+    side = _side_after("seed_cnn", image_shape, [0], minimum=6)
     return Sequential(
-        *_conv_block(1, 8, Sigmoid, MaxPool2d, rng=rng, backend=backend),
+        *_conv_block(image_shape[0], 8, Sigmoid, MaxPool2d, rng=rng, backend=backend),
         Flatten(),
-        Linear(8 * 12 * 12, 10, rng=rng, backend=backend),
+        Linear(8 * side * side, n_classes, rng=rng, backend=backend),
     )
 
 
-def lenet5(*, seed: int | None = 0, backend: str | None = None) -> Sequential:
+def lenet5(
+    *,
+    seed: int | None = 0,
+    backend: str | None = None,
+    image_shape: ImageShape = MNIST_SHAPE,
+    n_classes: int = 10,
+) -> Sequential:
     """LeNet-5 (LeCun et al. 1998) with tanh and average pooling, padded to 32x32 input."""
     rng = make_rng(seed)
+    side = _side_after("lenet5", image_shape, [2, 0], minimum=12)
     return Sequential(
-        *_conv_block(1, 6, Tanh, AvgPool2d, padding=2, rng=rng, backend=backend),
+        *_conv_block(image_shape[0], 6, Tanh, AvgPool2d, padding=2, rng=rng, backend=backend),
         *_conv_block(6, 16, Tanh, AvgPool2d, rng=rng, backend=backend),
         Flatten(),
-        Linear(16 * 5 * 5, 120, rng=rng, backend=backend),
+        Linear(16 * side * side, 120, rng=rng, backend=backend),
         Tanh(),
         Linear(120, 84, rng=rng, backend=backend),
         Tanh(),
-        Linear(84, 10, rng=rng, backend=backend),
+        Linear(84, n_classes, rng=rng, backend=backend),
     )
 
 
-def mnist_cnn(*, seed: int | None = 0, backend: str | None = None) -> Sequential:
+def mnist_cnn(
+    *,
+    seed: int | None = 0,
+    backend: str | None = None,
+    image_shape: ImageShape = MNIST_SHAPE,
+    n_classes: int = 10,
+) -> Sequential:
     """The default: two 5x5 conv blocks (16 and 32 filters) with 2x2 max-pool, and a dense
     head. Reaches >= 99% test accuracy in 2 epochs with Adam and a one-cycle schedule;
     see the README for how it was chosen."""
     rng = make_rng(seed)
+    side = _side_after("mnist_cnn", image_shape, [0, 0], minimum=16)
     return Sequential(
-        *_conv_block(1, 16, ReLU, MaxPool2d, rng=rng, backend=backend),
+        *_conv_block(image_shape[0], 16, ReLU, MaxPool2d, rng=rng, backend=backend),
         *_conv_block(16, 32, ReLU, MaxPool2d, rng=rng, backend=backend),
         Flatten(),
-        Linear(32 * 4 * 4, 128, rng=rng, backend=backend),
+        Linear(32 * side * side, 128, rng=rng, backend=backend),
         ReLU(),
-        Linear(128, 10, rng=rng, backend=backend),
+        Linear(128, n_classes, rng=rng, backend=backend),
+    )
+
+
+def small_cnn(
+    *,
+    seed: int | None = 0,
+    backend: str | None = None,
+    image_shape: ImageShape = MNIST_SHAPE,
+    n_classes: int = 10,
+) -> Sequential:
+    """A net for any image size down to 1x1: conv 16@3x3 (padding 1), ReLU, 2x2 max-pool
+    (where both sides are >= 2), dense 64, ReLU, dense to the classes."""
+    rng = make_rng(seed)
+    channels, height, width = image_shape
+    pooled = height >= 2 and width >= 2
+    features = 16 * (height // 2) * (width // 2) if pooled else 16 * height * width
+    return Sequential(
+        Conv2d(channels, 16, 3, padding=1, rng=rng, backend=backend),
+        ReLU(),
+        *([MaxPool2d(2)] if pooled else []),
+        Flatten(),
+        Linear(features, 64, rng=rng, backend=backend),
+        ReLU(),
+        Linear(64, n_classes, rng=rng, backend=backend),
     )
 
 
@@ -78,12 +149,28 @@ MODELS: dict[str, Callable[..., Sequential]] = {
     "mnist_cnn": mnist_cnn,
     "lenet5": lenet5,
     "seed_cnn": seed_cnn,
+    "small_cnn": small_cnn,
 }
 """Model builders by name, as the CLI's ``--model`` takes them."""
 
 
-def build(name: str, *, seed: int | None = 0, backend: str | None = None) -> Sequential:
-    """Build the model called ``name`` (one of :data:`MODELS`)."""
+def build(
+    name: str,
+    *,
+    seed: int | None = 0,
+    backend: str | None = None,
+    image_shape: ImageShape = MNIST_SHAPE,
+    n_classes: int = 10,
+) -> Sequential:
+    """Build the model called ``name`` (one of :data:`MODELS`) for ``image_shape``
+    (channels, height, width) and ``n_classes`` outputs.
+
+    Examples
+    --------
+    >>> from xpnet import models
+    >>> models.build("small_cnn", image_shape=(1, 8, 8), n_classes=3, backend="numpy")[-1]
+    Linear(in_features=64, out_features=3, bias=True)
+    """
     if name not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}; got {name!r}")
-    return MODELS[name](seed=seed, backend=backend)
+    return MODELS[name](seed=seed, backend=backend, image_shape=image_shape, n_classes=n_classes)

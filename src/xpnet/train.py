@@ -71,12 +71,13 @@ def to_model_device(model: Module, *arrays: Any) -> list[Any]:
 
 
 def _check_dataset(x: Any, y: Any, name: str, n_classes: int | None = None) -> None:
-    if len(x) != len(y):
-        raise ValueError(f"{name}: images ({len(x)}) and labels ({len(y)}) differ in count")
-    if len(x) == 0:
+    n_images, n_labels = int(x.shape[0]), int(y.shape[0])
+    if n_images != n_labels:
+        raise ValueError(f"{name}: images ({n_images}) and labels ({n_labels}) differ in count")
+    if n_images == 0:
         raise ValueError(f"{name}: the dataset is empty")
     labels = np.asarray(to_numpy(y))
-    check_labels(labels, len(y), n_classes, check_range=True, xp=np_namespace, func=name)
+    check_labels(labels, n_labels, n_classes, check_range=True, xp=np_namespace, func=name)
 
 
 def _n_classes(model: Module) -> int | None:

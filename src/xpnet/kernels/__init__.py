@@ -34,15 +34,18 @@ KERNEL_MODULES: dict[str, str] = {"numpy": "xpnet.kernels.numpy"}
 """The module holding each backend's kernels, imported on first use."""
 
 _enabled: bool = os.environ.get("XPNET_FAST_PATHS", "1") != "0"
+_loaded: dict[str, bool] = {}  # backend -> whether it has a kernel module (imported)
 
 
 def _load(backend: str) -> bool:
     """Import ``backend``'s kernel module (once); False if it has none."""
-    module = KERNEL_MODULES.get(backend)
-    if module is None:
-        return False
-    importlib.import_module(module)
-    return True
+    loaded = _loaded.get(backend)
+    if loaded is None:
+        module = KERNEL_MODULES.get(backend)
+        if module is not None:
+            importlib.import_module(module)
+        loaded = _loaded[backend] = module is not None
+    return loaded
 
 
 def kernel_for(op: str, *arrays: Any) -> Kernel | None:

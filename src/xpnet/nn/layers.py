@@ -90,6 +90,10 @@ class Conv2d(_WeightAndBias):
     def _options(self) -> dict[str, Any]:
         return {"stride": self.stride, "padding": self.padding}
 
+    def multiply_adds(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
+        _, c_in, kh, kw = self.weight.shape
+        return math.prod(output_shape) * c_in * kh * kw
+
     def config(self) -> dict[str, Any]:
         c_out, c_in, kh, kw = self.weight.shape
         return {
@@ -127,6 +131,9 @@ class Linear(_WeightAndBias):
             positive_int(in_features, "in_features", "Linear"),
         )
         self.weight, self.bias = _default_parameters(shape, bias, rng, backend, dtype)
+
+    def multiply_adds(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
+        return math.prod(output_shape) * self.weight.shape[1]
 
     def config(self) -> dict[str, Any]:
         out_features, in_features = self.weight.shape

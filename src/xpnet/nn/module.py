@@ -164,6 +164,29 @@ class Module:
                 device=device(param.data),
             )
 
+    def multiply_adds(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
+        """Multiply-adds of one forward for one sample of these shapes (0: none to count)."""
+        return 0
+
+    def summary(self, input_shape: tuple[int, ...]) -> str:
+        """A table of each layer's output shape, parameter count and multiply-adds for one
+        input of ``input_shape`` (without the batch axis), with the totals.
+
+        Examples
+        --------
+        >>> from xpnet import models
+        >>> print(models.build("seed_cnn", backend="numpy").summary((1, 28, 28)))  # doctest: +NORMALIZE_WHITESPACE
+        input shape (1, 28, 28) (one image; the batch axis is left out)
+        layer ... output shape  params  mult-adds
+        ...
+        0: Conv2d(in_channels=1, out_channels=8, kernel_size=(5, 5), ...) (8, 24, 24) 208 115,200
+        ...
+        total ... 11,738 126,720
+        """
+        from .summary import format_summary, layer_rows
+
+        return format_summary(layer_rows(self, tuple(input_shape)), tuple(input_shape))
+
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this layer (JSON-friendly)."""
         return {}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU, from the repository root, everything in one call:
+#
+#     bash benchmarks/gpu_run.sh [OUT]        # OUT: where logs, JSON and PNGs go ($OUT)
+#     bash benchmarks/gpu_run.sh --dry-run    # the same steps on the CPU (numpy, torch-cpu)
+#
+# 1. installs the wheels brought along in .whl/ (benchmarks/gpu_prepare.sh fetches them);
+# 2. the suite on cupy and on torch tensors on cuda (counts in tests-*.log);
+# 3. xpnet train --backend cupy (the default recipe), then that checkpoint on NumPy;
+# 4. the benchmarks (ops, mnist) with CPU and GPU columns, JSON and PNGs into OUT/results;
+# 5. a summary table last (the reply of a remote run shows its end).
+# Each step's exit code is kept; the script exits non-zero if any step failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DRY=0
+if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
+OUT=${1:-${OUT:-gpu-out}}
+mkdir -p "$OUT/results"
+declare -A STATUS
+
+step() {  # step NAME LOGFILE COMMAND...: run, log, remember the exit code
+    local name=$1 log=$2
+    shift 2
+    echo "== $name: $*"
+    local started=$SECONDS
+    "$@" >"$OUT/$log" 2>&1
+    STATUS[$name]="rc=$? $((SECONDS - started))s $log"
+    tail -n 3 "$OUT/$log"
+}
+
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PWD/src
+else
+    export PYTHONPATH=$PWD/src
+fi
+export MPLBACKEND=Agg
+if [ $DRY = 1 ]; then
+    GPU_BACKEND=numpy TORCH_IDS=torch LIMIT=(--limit 2048) QUICK=(--quick)
+else
+    GPU_BACKEND=cupy TORCH_IDS=torch-cuda LIMIT=() QUICK=()
+    nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
+fi
+
+step info info.txt python3 -m xpnet info
+step "tests $GPU_BACKEND" "tests-$GPU_BACKEND.log" \
+    env XPNET_TEST_BACKENDS=$GPU_BACKEND python3 -m pytest -q -p no:cacheprovider -m "not slow" -x
+step "tests $TORCH_IDS" "tests-$TORCH_IDS.log" \
+    env XPNET_TEST_BACKENDS=$TORCH_IDS python3 -m pytest -q -p no:cacheprovider -m "not slow" -x
+step "train $GPU_BACKEND" "train-$GPU_BACKEND.log" \
+    python3 -m xpnet train --backend $GPU_BACKEND --out "$OUT/run-$GPU_BACKEND" --no-progress "${LIMIT[@]}"
+step "evaluate on numpy" evaluate-numpy.log \
+    python3 -m xpnet evaluate "$OUT/run-$GPU_BACKEND/model.npz" --backend numpy "${LIMIT[@]}"
+step "bench ops" bench-ops.log python3 benchmarks/ops.py --out "$OUT/results" "${QUICK[@]}"
+step "bench mnist" bench-mnist.log python3 benchmarks/mnist.py --out "$OUT/results" "${QUICK[@]}"
+if [ $DRY = 0 ]; then
+    step "bench mnist tf32" bench-mnist-tf32.log \
+        env CUPY_TF32=1 python3 benchmarks/mnist.py --out "$OUT/results-tf32"
+fi
+
+echo
+echo "== summary ($OUT)"
+failed=0
+for name in "${!STATUS[@]}"; do
+    echo "$name: ${STATUS[$name]}"
+    case ${STATUS[$name]} in rc=0*) ;; *) failed=1 ;; esac
+done | sort
+grep -h -E "passed|failed" "$OUT"/tests-*.log | tail -n 2
+grep -h "test_accuracy" "$OUT"/train-*.log "$OUT"/evaluate-numpy.log
+grep -h -E "^step b128|^epoch" "$OUT"/bench-mnist*.log
+for name in "${!STATUS[@]}"; do case ${STATUS[$name]} in rc=0*) ;; *) exit 1 ;; esac; done

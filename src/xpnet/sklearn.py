@@ -1,0 +1,371 @@
+"""A scikit-learn classifier around an xpnet CNN: ``Pipeline``, ``GridSearchCV`` and
+``cross_val_score`` take it like any other estimator.
+
+Examples
+--------
+>>> from sklearn.datasets import load_digits
+>>> from xpnet.sklearn import CNNClassifier
+>>> X, y = load_digits(return_X_y=True)  # 8x8 images as 64 features
+>>> clf = CNNClassifier(epochs=3, random_state=0).fit(X[:500] / 16, y[:500])
+>>> clf.image_shape_, clf.model_name_
+((1, 8, 8), 'small_cnn')
+>>> bool(clf.score(X[500:1000] / 16, y[500:1000]) > 0.8)
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import models, optim
+from ._backend import asarray, backend_of, backend_status, is_array, to_numpy
+from .functional import softmax
+from .nn import CrossEntropyLoss, Module, from_spec
+from .train import fit
+
+DEFAULT_LR = {"adam": 5e-3, "sgd": 0.05}
+"""Peak learning rates when ``lr=None``: the CLI's (``xpnet train``)."""
+
+
+def expected_failed_checks(estimator: Any) -> dict[str, str]:
+    """The scikit-learn estimator checks that cannot pass, each with the reason.
+
+    For ``parametrize_with_checks(..., expected_failed_checks=expected_failed_checks)``.
+    None today: all 55 checks scikit-learn 1.9 runs on this estimator pass (with pandas
+    installed; ``check_sample_weight_*`` are not run, as ``fit`` takes no
+    ``sample_weight``).
+    """
+    return {}
+
+
+def _array_api_dispatch() -> bool:
+    from sklearn import get_config
+
+    return bool(get_config().get("array_api_dispatch", False))
+
+
+class CNNClassifier(ClassifierMixin, BaseEstimator):
+    """A convolutional-network classifier trained with xpnet on any array-API backend.
+
+    Parameters
+    ----------
+    model : str, dict or callable, default="mnist_cnn"
+        A name from :data:`xpnet.models.MODELS`; a spec (``Module.spec()``); or a callable
+        ``model(image_shape=, n_classes=, seed=, backend=)`` returning a :class:`Module`
+        whose output is ``(n, n_classes)`` logits. A named net that does not fit the
+        images (``mnist_cnn`` needs at least 16x16, ``lenet5`` 12x12, ``seed_cnn`` 6x6, and
+        square images) is replaced by :func:`xpnet.models.small_cnn`, which fits any
+        size down to 1x1; ``model_name_`` says which net was built.
+    image_shape : tuple of int, optional
+        ``(channels, height, width)`` or ``(height, width)`` of the images in flat input
+        ``(n, n_features)``. By default 4-D input gives it, and flat input is taken as
+        square one-channel images when ``n_features`` is a square number, else as
+        ``1 x n_features`` strips.
+    epochs : int, default=2
+    batch_size : int, default=128
+    optimizer : {"adam", "sgd"}, default="adam"
+        Adam, or SGD with Nesterov momentum 0.9; with a one-cycle schedule over ``fit``.
+    lr : float, optional
+        Peak learning rate; default 5e-3 for Adam and 0.05 for SGD (the CLI's).
+    backend : str, optional
+        Where to train: ``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"``.
+        Default: the backend of ``X`` as scikit-learn hands it over (NumPy unless
+        ``sklearn.set_config(array_api_dispatch=True)``, when CuPy or torch input stays
+        where it is).
+    random_state : int, optional
+        Seeds the weights and the batch order; ``None`` draws a fresh seed per fit.
+    verbose : int, default=0
+        ``> 0``: one line per epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The class labels (any type scikit-learn accepts: ints, strings, ...).
+    n_features_in_ : int
+        ``X.shape[1]`` at fit (features of flat input, channels of 4-D input).
+    image_shape_ : (int, int, int)
+        (channels, height, width) the net was built for.
+    model_ : Module
+        The trained net, on ``backend_``.
+    model_name_ : str
+        The name of the net that was built (``"custom"`` for a spec or callable).
+    history_ : xpnet.train.History
+        Per-epoch loss and accuracy of the last ``fit``/``partial_fit``.
+    """
+
+    def __init__(
+        self,
+        model: str | Mapping[str, Any] | Callable[..., Module] = "mnist_cnn",
+        *,
+        image_shape: tuple[int, ...] | None = None,
+        epochs: int = 2,
+        batch_size: int = 128,
+        optimizer: str = "adam",
+        lr: float | None = None,
+        backend: str | None = None,
+        random_state: int | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.model = model
+        self.image_shape = image_shape
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.backend = backend
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+    # ----------------------------------------------------------------------------------
+    # Input checks
+    # ----------------------------------------------------------------------------------
+
+    def _validate(self, X: Any, y: Any = None, *, reset: bool) -> tuple[Any, Any]:
+        """scikit-learn's checks (NaN/inf, 1-D X, feature count, ...); arrays of another
+        backend go through NumPy unless array-API dispatch is on."""
+        dtypes: list[Any] = ["float32", "float64"]
+        if not _array_api_dispatch():
+            X = to_numpy(X) if is_array(X) else X
+            y = to_numpy(y) if is_array(y) else y
+        elif is_array(X):  # the namespace's own dtypes: it may not take names
+            xp = _namespace(X)
+            dtypes = [xp.float32, xp.float64]
+        check = {"dtype": dtypes, "allow_nd": True, "reset": reset}
+        if y is None and not reset:
+            return validate_data(self, X, **check), None
+        X, y = validate_data(self, X, y, **check)
+        if X.ndim not in (2, 4):
+            raise ValueError(
+                f"CNNClassifier: X must be 2-D (n_samples, n_features) or 4-D (n, C, H, W); "
+                f"got shape {tuple(X.shape)}"
+            )
+        return X, y
+
+    def _resolve_image_shape(self, X: Any) -> tuple[int, int, int]:
+        if X.ndim == 4:
+            return tuple(int(s) for s in X.shape[1:])  # type: ignore[return-value]
+        n_features = int(X.shape[1])
+        if self.image_shape is not None:
+            shape = tuple(int(s) for s in self.image_shape)
+            shape = (1, *shape) if len(shape) == 2 else shape
+            if len(shape) != 3 or math.prod(shape) != n_features:
+                raise ValueError(
+                    f"CNNClassifier: image_shape must be (C, H, W) or (H, W) with "
+                    f"{n_features} pixels in all (n_features); got {self.image_shape!r}"
+                )
+            return shape
+        side = math.isqrt(n_features)
+        return (1, side, side) if side * side == n_features else (1, 1, n_features)
+
+    def _images(self, X: Any) -> Any:
+        """X as (n, C, H, W) float32 on the net's backend and device."""
+        if X.ndim == 2:
+            X = _namespace(X).reshape(X, (X.shape[0], *self.image_shape_))
+        device = _device_of(self.model_.parameters()[0].data)  # the net's device
+        return asarray(X, backend=self.backend_, dtype="float32", device=device)
+
+    # ----------------------------------------------------------------------------------
+    # Fitting
+    # ----------------------------------------------------------------------------------
+
+    def _initialise(self, X: Any, y: Any, classes: Any = None) -> None:
+        """Classes, image shape, backend and a fresh net for the first fit."""
+        check_classification_targets(y)
+        self.classes_ = np.unique(to_numpy(y) if classes is None else np.asarray(classes))
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"CNNClassifier: y has {len(self.classes_)} class ({self.classes_.tolist()}); "
+                "a classifier needs at least 2 classes"
+            )
+        if self.optimizer not in DEFAULT_LR:
+            raise ValueError(
+                f"CNNClassifier: optimizer must be 'adam' or 'sgd'; got {self.optimizer!r}"
+            )
+        self.image_shape_ = self._resolve_image_shape(X)
+        self.backend_ = self.backend or backend_of(X)
+        usable, reason = backend_status(self.backend_)
+        if not usable:
+            raise ValueError(f"CNNClassifier: backend {self.backend_!r} is not usable: {reason}")
+        seed = self.random_state
+        self.seed_ = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
+        self.model_, self.model_name_ = self._build(len(self.classes_))
+        self.model_.to(
+            self.backend_, device=_device_of(X) if backend_of(X) == self.backend_ else None
+        )
+        self.lr_ = DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr)
+        self.optimizer_ = self._make_optimizer()
+        self.epochs_done_ = 0
+
+    def _make_optimizer(self) -> optim.Optimizer:
+        params = self.model_.parameters()
+        if self.optimizer == "adam":
+            return optim.Adam(params, lr=self.lr_)
+        return optim.SGD(params, lr=self.lr_, momentum=0.9, nesterov=True)
+
+    def _build(self, n_classes: int) -> tuple[Module, str]:
+        kwargs: dict[str, Any] = {"image_shape": self.image_shape_, "n_classes": n_classes}
+        if isinstance(self.model, str):
+            try:
+                return models.build(self.model, seed=self.seed_, **kwargs), self.model
+            except ValueError as exc:
+                if self.model not in models.MODELS:
+                    raise ValueError(f"CNNClassifier: {exc}") from None
+                return models.build("small_cnn", seed=self.seed_, **kwargs), "small_cnn"
+        if isinstance(self.model, Mapping):
+            net = from_spec(self.model, backend="numpy")
+        elif callable(self.model):
+            net = self.model(seed=self.seed_, backend="numpy", **kwargs)
+        else:
+            raise TypeError(
+                f"CNNClassifier: model must be a model name, a spec dict or a callable; "
+                f"got {type(self.model).__name__}"
+            )
+        if not isinstance(net, Module):
+            raise TypeError(f"CNNClassifier: model built a {type(net).__name__}, not a Module")
+        return net, "custom"
+
+    def _train(self, X: Any, y: Any, epochs: int, schedule: bool) -> None:
+        images = self._images(X)
+        labels = np.searchsorted(self.classes_, to_numpy(y))
+        steps = epochs * -(-images.shape[0] // self.batch_size)
+        scheduler = optim.OneCycleLR(self.optimizer_, self.lr_, max(steps, 2)) if schedule else None
+        if not schedule:
+            self.optimizer_.lr = self.lr_
+        self.history_ = fit(
+            self.model_,
+            CrossEntropyLoss(),
+            self.optimizer_,
+            (images, labels),
+            epochs=epochs,
+            batch_size=self.batch_size,
+            seed=self.seed_ + self.epochs_done_,
+            scheduler=scheduler,
+            progress=self.verbose > 1,
+            log=print if self.verbose > 0 else None,
+        )
+        self.epochs_done_ += epochs
+
+    def fit(self, X: Any, y: Any) -> CNNClassifier:
+        """Train a new net for ``epochs`` epochs (one-cycle schedule) on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array, shape (n_samples, n_features) or (n_samples, C, H, W)
+            NumPy, CuPy, torch or array_api_strict; any real values (scale them first,
+            e.g. with a ``StandardScaler`` in a ``Pipeline``).
+        y : array, shape (n_samples,)
+            Class labels of any type.
+
+        Returns
+        -------
+        self
+        """
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"CNNClassifier: epochs must be an int >= 1; got {self.epochs!r}")
+        X, y = self._validate(X, y, reset=True)
+        self._initialise(X, y)
+        self._train(X, y, self.epochs, schedule=True)
+        return self
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> CNNClassifier:
+        """Train one epoch more on ``(X, y)`` at the peak learning rate (a first call
+        builds the net; ``classes`` lists every label if ``y`` may not show them all)."""
+        first = not hasattr(self, "model_")
+        X, y = self._validate(X, y, reset=first)
+        if first:
+            self._initialise(X, y, classes)
+        unknown = np.setdiff1d(np.unique(to_numpy(y)), self.classes_)
+        if unknown.size:
+            raise ValueError(
+                f"CNNClassifier: y holds labels {unknown.tolist()} not in classes_ "
+                f"{self.classes_.tolist()}"
+            )
+        self._train(X, y, 1, schedule=False)
+        return self
+
+    # ----------------------------------------------------------------------------------
+    # Predicting
+    # ----------------------------------------------------------------------------------
+
+    def _probabilities(self, X: Any) -> Any:
+        check_is_fitted(self)
+        X, _ = self._validate(X, reset=False)
+        images = self._images(X)
+        self.model_.eval()
+        n = images.shape[0]
+        parts = [
+            softmax(self.model_(images[start : min(start + 1000, n), ...]), axis=1)
+            for start in range(0, n, 1000)
+        ]
+        self.model_.train()
+        xp = _namespace(parts[0])
+        probs = xp.concat(parts, axis=0) if len(parts) > 1 else parts[0]
+        return probs, X
+
+    def predict_proba(self, X: Any) -> Any:
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order.
+
+        NumPy float64, or with ``sklearn.set_config(array_api_dispatch=True)`` an array of
+        ``X``'s type and device.
+        """
+        probs, X = self._probabilities(X)
+        if _array_api_dispatch() and backend_of(X) != "numpy":
+            moved = asarray(probs, backend=backend_of(X), device=_device_of(X))
+            return _namespace(X).astype(moved, X.dtype)
+        return to_numpy(probs).astype(np.float64)
+
+    def predict(self, X: Any) -> Any:
+        """The most probable class of each sample (labels from ``classes_``)."""
+        probs, X = self._probabilities(X)
+        labels = self.classes_[to_numpy(probs).argmax(axis=1)]
+        if _array_api_dispatch() and backend_of(X) != "numpy" and labels.dtype.kind in "iuf":
+            return asarray(labels, backend=backend_of(X), device=_device_of(X))
+        return labels
+
+    # ----------------------------------------------------------------------------------
+    # Pickling: the net as NumPy arrays and its spec, rebuilt on load
+    # ----------------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if "model_" in state:
+            net = state.pop("model_")
+            state.pop("optimizer_", None)
+            state["_net"] = {"spec": net.spec(), "weights": net.state_dict()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        net = state.pop("_net", None)
+        self.__dict__.update(state)
+        if net is None:
+            return
+        if not backend_status(self.backend_)[0]:  # e.g. trained on a GPU, loaded without one
+            self.backend_ = "numpy"
+        self.model_ = from_spec(net["spec"], backend=self.backend_)
+        self.model_.load_state_dict(net["weights"])
+        self.optimizer_ = self._make_optimizer()  # a fresh one: partial_fit goes on from here
+
+
+def _namespace(x: Any) -> Any:
+    from array_api_compat import array_namespace
+
+    return array_namespace(x)
+
+
+def _device_of(x: Any) -> Any:
+    from array_api_compat import device
+
+    return device(x)
