@@ -38,6 +38,13 @@ def digits_model(backend: str, seed: int = 0) -> nn.Sequential:
     )
 
 
+def quiet_fit(model, data, *, optimizer=None, **kwargs):
+    """``fit`` with cross-entropy, SGD (lr 0.1) unless ``optimizer``, no bar, no log."""
+    optimizer = optimizer or optim.SGD(model.parameters(), lr=0.1)
+    options = {"epochs": 1, "progress": False, "log": None, **kwargs}
+    return fit(model, nn.CrossEntropyLoss(), optimizer, data, **options)
+
+
 @pytest.fixture(scope="module")
 def digits():
     (x, y), (xt, yt) = load_digits(seed=0)
@@ -105,17 +112,7 @@ def test_training_learns_and_is_reproducible(xp, backend, digits):
 def test_summary_line_per_epoch(digits):
     lines: list[str] = []
     model = digits_model("numpy")
-    fit(
-        model,
-        nn.CrossEntropyLoss(),
-        optim.SGD(model.parameters(), lr=0.1),
-        digits[0],
-        epochs=2,
-        batch_size=64,
-        val=digits[1],
-        progress=False,
-        log=lines.append,
-    )
+    quiet_fit(model, digits[0], epochs=2, batch_size=64, val=digits[1], log=lines.append)
     assert len(lines) == 2
     assert lines[1].startswith("epoch 2/2  loss ")
     assert "val_acc" in lines[1]
@@ -123,16 +120,7 @@ def test_summary_line_per_epoch(digits):
 
 def test_checkpoint_is_portable_across_backends(tmp_path, xp, backend, digits):
     model = digits_model("numpy")
-    fit(
-        model,
-        nn.CrossEntropyLoss(),
-        optim.Adam(model.parameters(), lr=0.01),
-        digits[0],
-        epochs=1,
-        batch_size=32,
-        progress=False,
-        log=None,
-    )
+    quiet_fit(model, digits[0], optimizer=optim.Adam(model.parameters(), lr=0.01), batch_size=32)
     path = save_checkpoint(tmp_path / "m.npz", model, state={"note": "x"})
     loaded = load_checkpoint(path, backend=backend)
     assert xpnet.backend_of(loaded.model.parameters()[0].data) == backend
@@ -220,35 +208,14 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     model = digits_model("numpy")
     holder["model"] = model
     opt = optim.SGD(model.parameters(), lr=0.05)
-    fit(
-        model,
-        nn.CrossEntropyLoss(),
-        opt,
-        digits[0],
-        epochs=1,
-        batch_size=32,
-        checkpoint=path,
-        progress=False,
-        log=None,
-    )
+    quiet_fit(model, digits[0], optimizer=opt, batch_size=32, checkpoint=path)
     good = path.read_bytes()
     with pytest.raises(
         TrainingDiverged,
         match=r"loss is nan at epoch 2, step 4 \(global step 23\); last good checkpoint: .*c.npz",
     ):
-        fit(
-            model,
-            nn.CrossEntropyLoss(),
-            opt,
-            digits[0],
-            epochs=3,
-            batch_size=32,
-            checkpoint=path,
-            resume=True,
-            progress=False,
-            log=None,
-            on_step=poison,
-        )
+        quiet_fit(model, digits[0], optimizer=opt, epochs=3, batch_size=32, checkpoint=path,
+                  resume=True, on_step=poison)  # fmt: skip
     assert path.read_bytes() == good
 
 
@@ -263,9 +230,8 @@ def test_nan_loss_before_any_checkpoint_says_none_was_written(tmp_path, digits):
     with pytest.raises(
         TrainingDiverged, match=r"at epoch 1, step 3 \(global step 3\); no checkpoint was written"
     ):
-        fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.05), digits[0],
-            epochs=1, batch_size=32, checkpoint=path, progress=False, log=None,
-            on_step=poison)  # fmt: skip
+        quiet_fit(model, digits[0], optimizer=optim.SGD(model.parameters(), lr=0.05),
+                  batch_size=32, checkpoint=path, on_step=poison)  # fmt: skip
     assert not path.exists()
 
 
@@ -306,6 +272,5 @@ def test_fit_skips_the_input_gradient(digits, monkeypatch):
     monkeypatch.setattr(
         model, "backward", lambda g, **kw: calls.append(kw) or original(g, **kw), raising=False
     )
-    fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), digits[0],
-        epochs=1, batch_size=200, progress=False, log=None)  # fmt: skip
+    quiet_fit(model, digits[0], batch_size=200)
     assert calls == [{"input_grad": False}] * 3

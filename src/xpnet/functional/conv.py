@@ -6,7 +6,7 @@ from typing import Any
 
 from .._saved import Conv2dSaved
 from .._shapes import output_hw
-from .._typing import Array, IntPair
+from .._typing import Array, IntPair, Namespace
 from .._validation import check_ndim, check_weight_and_bias, check_window_fits, namespace_of, pair
 from ..kernels import backward_for, kernel_for
 from ._windows import col2im, crop2d, im2col, pad2d
@@ -14,8 +14,8 @@ from ._windows import col2im, crop2d, im2col, pad2d
 
 def check_conv2d_args(
     x: Array, weight: Array, bias: Array | None, stride: Any, padding: Any
-) -> tuple[IntPair, IntPair]:
-    """Validate conv2d's arguments; return the (stride, padding) pairs."""
+) -> tuple[Namespace, IntPair, IntPair]:
+    """Validate conv2d's arguments; return their namespace and the (stride, padding) pairs."""
     xp = namespace_of("conv2d", x=x, weight=weight, bias=bias)
     check_ndim(x, "x", "conv2d", 4, "(N, C_in, H, W)")
     check_ndim(weight, "weight", "conv2d", 4, "(C_out, C_in, kH, kW)")
@@ -28,7 +28,7 @@ def check_conv2d_args(
     stride_hw = pair(stride, "stride", "conv2d", minimum=1)
     padding_hw = pair(padding, "padding", "conv2d", minimum=0)
     check_window_fits("conv2d", x.shape[-2:], tuple(weight.shape[-2:]), padding_hw)
-    return stride_hw, padding_hw
+    return xp, stride_hw, padding_hw
 
 
 def conv2d_forward(
@@ -40,13 +40,12 @@ def conv2d_forward(
     padding: int | IntPair = 0,
 ) -> tuple[Array, Conv2dSaved]:
     """:func:`conv2d` that also returns what its backward pass needs."""
-    stride_hw, padding_hw = check_conv2d_args(x, weight, bias, stride, padding)
+    xp, stride_hw, padding_hw = check_conv2d_args(x, weight, bias, stride, padding)
     kernel = kernel_for("conv2d_forward", x, weight, bias)
     if kernel is not None:
         result = kernel(x, weight, bias, stride=stride_hw, padding=padding_hw)
         if result is not None:
             return result
-    xp = namespace_of("conv2d", x=x)
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
     oh, ow = output_hw((h, w), (kh, kw), stride_hw, padding_hw)

@@ -14,10 +14,17 @@ from ._windows import col2im, crop2d, im2col, pad2d
 
 
 def check_pool_args(
-    func: str, x: Array, kernel_size: Any, stride: Any, padding: Any
+    func: str,
+    x: Array | None,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    *,
+    xp: Namespace | None = None,
 ) -> tuple[IntPair, IntPair, IntPair]:
-    """Validate a pooling op's (or layer's, with ``x=None``) window arguments; return the
-    (kernel, stride, padding) pairs. ``stride=None`` means the kernel size."""
+    """Validate a pooling op's window arguments and its input ``x`` of namespace ``xp``
+    (a layer's constructor passes neither); return the (kernel, stride, padding) pairs.
+    ``stride=None`` means the kernel size."""
     kernel = pair(kernel_size, "kernel_size", func, minimum=1)
     stride_hw = kernel if stride is None else pair(stride, "stride", func, minimum=1)
     padding_hw = pair(padding, "padding", func, minimum=0)
@@ -25,8 +32,7 @@ def check_pool_args(
         raise ValueError(
             f"{func}: padding must be at most half the kernel size {kernel}; got {padding_hw}"
         )
-    if x is not None:
-        xp = namespace_of(func, x=x)
+    if x is not None and xp is not None:
         check_ndim(x, "x", func, 4, "(N, C, H, W)")
         check_floating(x, "x", func, xp=xp)
         check_window_fits(func, x.shape[-2:], kernel, padding_hw)
@@ -47,13 +53,13 @@ def _pool_forward(
     ``reduce(windows, xp)`` returns the output and the argmax (``None`` where the
     backward needs none).
     """
-    kernel, stride_hw, padding_hw = check_pool_args(func, x, kernel_size, stride, padding)
+    xp = namespace_of(func, x=x)
+    kernel, stride_hw, padding_hw = check_pool_args(func, x, kernel_size, stride, padding, xp=xp)
     fast = kernel_for(f"{func}_forward", x)
     if fast is not None:
         result = fast(x, kernel, stride=stride_hw, padding=padding_hw)
         if result is not None:
             return result
-    xp = namespace_of(func, x=x)
     out_hw = output_hw(tuple(x.shape[-2:]), kernel, stride_hw, padding_hw)
     windows = im2col(pad2d(x, padding_hw, fill, xp=xp), kernel, stride_hw, out_hw, axis=0, xp=xp)
     out, argmax = reduce(windows, xp)  # windows: (kH*kW, N, C, out_h, out_w)
@@ -61,10 +67,9 @@ def _pool_forward(
 
 
 def _pool_backward(
-    func: str, grad_out: Array, saved: Pool2dSaved, contribution: Callable[[int], Array]
+    grad_out: Array, saved: Pool2dSaved, contribution: Callable[[int], Array], *, xp: Namespace
 ) -> Array:
     """Sum each window offset's ``contribution(k)`` back into the (cropped) input."""
-    xp = namespace_of(func, grad_out=grad_out)
     n, c, h, w = saved.x_shape
     ph, pw = saved.padding
     padded = col2im(
@@ -142,10 +147,7 @@ def max_pool2d_backward(grad_out: Array, saved: Pool2dSaved) -> Array:
     xp = namespace_of("max_pool2d_backward", grad_out=grad_out)
     zero = xp.zeros_like(grad_out)
     return _pool_backward(
-        "max_pool2d_backward",
-        grad_out,
-        saved,
-        lambda k: xp.where(saved.argmax == k, grad_out, zero),
+        grad_out, saved, lambda k: xp.where(saved.argmax == k, grad_out, zero), xp=xp
     )
 
 
@@ -186,5 +188,6 @@ def avg_pool2d_backward(grad_out: Array, saved: Pool2dSaved) -> Array:
     kernel = backward_for("avg_pool2d_backward", saved)
     if kernel is not None:
         return kernel(grad_out, saved)
+    xp = namespace_of("avg_pool2d_backward", grad_out=grad_out)
     share = grad_out / (saved.kernel[0] * saved.kernel[1])
-    return _pool_backward("avg_pool2d_backward", grad_out, saved, lambda k: share)
+    return _pool_backward(grad_out, saved, lambda k: share, xp=xp)
