@@ -35,6 +35,7 @@ else
     export PYTHONPATH=$PWD/src
 fi
 export MPLBACKEND=Agg
+export XPNET_CUPY_KERNELS=1  # the CuPy kernels, tested equal to the generic code by the suite
 if [ $DRY = 1 ]; then
     GPU_BACKEND=numpy TORCH_IDS=torch LIMIT=(--limit 2048) QUICK=(--quick)
 else

@@ -1,13 +1,17 @@
 """MNIST training: xpnet (each backend) against the same model in PyTorch, in one run.
 
     python benchmarks/mnist.py [--quick] [--repeats N] [--out DIR]
+    python benchmarks/mnist.py --model mnist_resnet --epochs 12 --augment --repeats 1
 
 Measures, interleaved over repeats (medians and spread):
 - the training step at batch 128 (forward, backward, Adam step on one fixed batch), also
   for xpnet-numpy-generic (NumPy with its fast paths off: the "before" figure);
 - one full training epoch (Adam + one-cycle, batch 128, data already on the device);
 - once per implementation, the training time to reach 99% test accuracy with the default
-  recipe (2 epochs), test accuracy measured after each epoch and not timed.
+  recipe (``--epochs``, default 2), test accuracy measured after each epoch and not timed.
+``--model`` picks another of ``xpnet.models`` (written under ``mnist`` for the default,
+``mnist-<model>`` otherwise); ``--augment`` adds random shifts of up to 2 px to every
+training batch of every implementation (xpnet's ``RandomShift``, on torch tensors too).
 PyTorch's model is built from xpnet's own architecture spec and starts from the same weights;
 neither side computes a gradient for the input images.
 """
@@ -38,39 +42,65 @@ from _common import (
     write_results,
 )
 from xpnet import models, nn, optim, train
+from xpnet.augment import RandomShift
 from xpnet.datasets import load_mnist
 
 LR, BATCH = 5e-3, 128
 
 
-def torch_twin(model: nn.Module, device: str):
-    """The same architecture and weights as a ``torch.nn.Sequential``."""
+def torch_layer(spec: dict[str, Any]):
+    """The ``torch.nn`` module of one xpnet layer spec (containers recursively)."""
     import torch
 
     tnn = torch.nn
-    layers = []
-    for spec in model.spec()["config"]["layers"]:
-        kind, cfg = spec["type"], spec["config"]
-        if kind == "Conv2d":
-            layers.append(
-                tnn.Conv2d(
-                    cfg["in_channels"],
-                    cfg["out_channels"],
-                    tuple(cfg["kernel_size"]),
-                    stride=tuple(cfg["stride"]),
-                    padding=tuple(cfg["padding"]),
-                    bias=cfg["bias"],
-                )
-            )
-        elif kind == "Linear":
-            layers.append(tnn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg["bias"]))
-        elif kind in ("MaxPool2d", "AvgPool2d"):
-            layers.append(
-                getattr(tnn, kind)(cfg["kernel_size"], stride=cfg["stride"], padding=cfg["padding"])
-            )
-        else:
-            layers.append(getattr(tnn, kind)())
-    twin = tnn.Sequential(*layers)
+    kind, cfg = spec["type"], spec["config"]
+    if kind == "Sequential":
+        return tnn.Sequential(*(torch_layer(layer) for layer in cfg["layers"]))
+    if kind == "Residual":
+        return TorchResidual(
+            torch_layer(cfg["block"]),
+            None if cfg["shortcut"] is None else torch_layer(cfg["shortcut"]),
+        )
+    if kind == "Conv2d":
+        return tnn.Conv2d(
+            cfg["in_channels"],
+            cfg["out_channels"],
+            tuple(cfg["kernel_size"]),
+            stride=tuple(cfg["stride"]),
+            padding=tuple(cfg["padding"]),
+            bias=cfg["bias"],
+        )
+    if kind == "Linear":
+        return tnn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg["bias"])
+    if kind in ("MaxPool2d", "AvgPool2d"):
+        return getattr(tnn, kind)(cfg["kernel_size"], stride=cfg["stride"], padding=cfg["padding"])
+    if kind in ("BatchNorm1d", "BatchNorm2d"):
+        return getattr(tnn, kind)(**cfg)
+    if kind == "AdaptiveAvgPool2d":
+        return tnn.AdaptiveAvgPool2d(tuple(cfg["output_size"]))
+    return getattr(tnn, kind)(**cfg)
+
+
+def TorchResidual(block, shortcut=None):
+    """``block(x) + shortcut(x)`` as a ``torch.nn.Module`` with xpnet's parameter names."""
+    import torch
+
+    class Residual(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block, self.shortcut = block, shortcut
+
+        def forward(self, x):
+            return self.block(x) + (x if self.shortcut is None else self.shortcut(x))
+
+    return Residual()
+
+
+def torch_twin(model: nn.Module, device: str):
+    """The same architecture and weights (and buffers) as a ``torch.nn`` module."""
+    import torch
+
+    twin = torch_layer(model.spec())
     twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
     return twin.to(device)
 
@@ -78,11 +108,20 @@ def torch_twin(model: nn.Module, device: str):
 class Trainer:
     """One implementation's model, optimizer and data, with the same recipe for all."""
 
-    def __init__(self, impl: str, data: tuple, seed: int, total_steps: int) -> None:
+    def __init__(
+        self,
+        impl: str,
+        data: tuple,
+        seed: int,
+        total_steps: int,
+        model: str = "mnist_cnn",
+        augment: bool = False,
+    ) -> None:
         self.impl = impl
         self.sync = synchronizer(impl)
         (x, y), self.test = data
-        reference = models.mnist_cnn(seed=seed, backend="numpy")
+        reference = models.build(model, seed=seed, backend="numpy")
+        self.augment = RandomShift(2, seed=seed) if augment else None
         if impl.startswith("xpnet"):
             self.model = reference.to(backend_of(impl))
             self.opt = optim.Adam(self.model.parameters(), lr=LR)
@@ -135,7 +174,8 @@ class Trainer:
         start = time.perf_counter()
         for first in range(0, n, BATCH):
             idx = order[first : min(first + BATCH, n)]
-            self.step(take(self.x, idx), take(self.y, idx))
+            xb = take(self.x, idx)
+            self.step(xb if self.augment is None else self.augment(xb), take(self.y, idx))
         self.sync()
         return time.perf_counter() - start
 
@@ -162,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--model", choices=list(models.MODELS), default="mnist_cnn")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the accuracy run")
+    parser.add_argument("--augment", action="store_true", help="random shifts of up to 2 px")
     args = parser.parse_args(argv)
+    recipe = {"model": args.model, "augment": args.augment}
     repeats = args.repeats or (1 if args.quick else 3)
     (x, y), (xt, yt) = load_mnist(normalize=True)
     if args.quick:
@@ -175,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
     steps = {}  # the training step at batch 128 on one fixed batch, interleaved rounds
     for impl in step_impls:
-        trainer = Trainer(impl, data, seed=0, total_steps=100_000)
+        trainer = Trainer(impl, data, seed=0, total_steps=100_000, **recipe)
         xb, yb = trainer.x[:BATCH], trainer.y[:BATCH]
         steps[impl] = lambda t=trainer, a=xb, b=yb: t.step(a, b)
     step_times = compare(
@@ -186,19 +230,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{impl:<20} training step b128 {timing['median_s'] * 1e3:8.2f} ms", flush=True)
     for repeat in range(repeats):  # interleaved epochs
         for impl in impls:
-            seconds = Trainer(impl, data, seed=repeat, total_steps=steps_per_epoch).epoch(0)
+            trainer = Trainer(impl, data, seed=repeat, total_steps=steps_per_epoch, **recipe)
+            seconds = trainer.epoch(0)
             results[impl]["epoch_s"].append(seconds)
             print(f"repeat {repeat + 1}/{repeats}  {impl:<12} epoch {seconds:7.2f} s", flush=True)
-    for impl in impls:  # time to 99% test accuracy, default recipe (2 epochs)
-        trainer = Trainer(impl, data, seed=0, total_steps=2 * steps_per_epoch)
+    for impl in impls:  # time to 99% test accuracy, the recipe's epochs
+        trainer = Trainer(impl, data, seed=0, total_steps=args.epochs * steps_per_epoch, **recipe)
         elapsed, reached, accuracies = 0.0, None, []
-        for epoch in range(2):
+        for epoch in range(args.epochs):
             elapsed += trainer.epoch(epoch)
             accuracies.append(trainer.accuracy())
             if reached is None and accuracies[-1] >= 0.99:
                 reached = elapsed
         results[impl]["time_to_99_s"] = reached
         results[impl]["test_accuracy_per_epoch"] = accuracies
+        results[impl]["train_s"] = elapsed
         print(f"{impl:<12} test accuracy per epoch {accuracies}; 99% after {reached} s", flush=True)
 
     for impl in impls:
@@ -238,12 +284,15 @@ def main(argv: list[str] | None = None) -> int:
         "train_images": len(x),
         "batch_size": BATCH,
         "lr": LR,
-        "model": "mnist_cnn",
+        "model": args.model,
+        "epochs": args.epochs,
+        "augment": args.augment,
         "results": results,
         "ratios": ratios,
     }
-    path = write_results("mnist", payload, args.out)
-    plot = path.with_name(path.stem + "-mnist.png")
+    section = "mnist" if args.model == "mnist_cnn" else f"mnist-{args.model}"
+    path = write_results(section, payload, args.out)
+    plot = path.with_name(f"{path.stem}-{section}.png")
     step_notes = None
     if "torch-cpu" in results:  # each step's time as a multiple of PyTorch's on the CPU
         reference = results["torch-cpu"]["step_b128"]["median_s"]

@@ -84,3 +84,16 @@ def sigmoid(x):
     return np.vectorize(
         lambda v: 1.0 / (1.0 + np.exp(-v)) if v >= 0 else np.exp(v) / (1.0 + np.exp(v))
     )(np.asarray(x, np.float64))
+
+
+def batch_norm(x, weight, bias, mean=None, var=None, eps=1e-5):
+    """Per-channel normalisation by loops over the channels: the batch's mean and biased
+    variance when ``mean``/``var`` are None, else those given."""
+    x = np.asarray(x, np.float64)
+    out = np.empty_like(x)
+    for c in range(x.shape[1]):
+        values = x[:, c]
+        m = values.mean() if mean is None else mean[c]
+        v = ((values - values.mean()) ** 2).mean() if var is None else var[c]
+        out[:, c] = (values - m) / np.sqrt(v + eps) * weight[c] + bias[c]
+    return out

@@ -193,3 +193,18 @@ def test_the_test_set_is_touched_once_at_the_end(tmp_path, monkeypatch, capsys):
     assert main([*args, "--out", str(tmp_path / "o"), "--no-progress"]) == 0
     assert seen == [50, 50, 300]  # validation after each epoch, the test set once
     assert "250 images, 50 held out for validation" in capsys.readouterr().out
+
+
+def test_train_with_shift_augmentation(tmp_path, capsys):
+    args = ["train", "--model", "seed_cnn", "--epochs", "1", "--limit", "256", "--val", "0"]
+    assert main([*args, "--augment", "shift", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["augment"] == "shift"
+
+
+def test_summary_counts_the_layers_inside_residual_blocks(capsys):
+    assert main(["summary", "--model", "mnist_resnet"]) == 0
+    total = capsys.readouterr().out.splitlines()[-1].split()
+    # stem 28*28*16*9; block 16: 2 * 14*14*16*144; conv 14*14*32*144; block 32: 2 * 7*7*32*288; dense
+    macs = 112896 + 2 * 451584 + 903168 + 2 * 451584 + 320
+    assert total[-1] == f"{macs:,}" and total[-2] == "28,410"

@@ -126,7 +126,43 @@ def elementwise_cases(draw, op: str) -> Case:
     return Case(run, exact=True)
 
 
+@st.composite
+def batch_norm_cases(draw) -> Case:
+    """4-D (where the NumPy kernel applies) and sometimes 2-D input (where it declines),
+    training or evaluation, with and without affine parameters."""
+    four_d = draw(st.integers(0, 4)) > 0
+    shape = (draw(st.integers(2, 4)), draw(st.integers(1, 20)))
+    if four_d:
+        shape += (draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    dtype, layout, seed = draw(DTYPES), draw(LAYOUTS), draw(st.integers(0, 2**31 - 1))
+    training, affine = draw(st.booleans()), draw(st.booleans())
+    rng = np.random.default_rng(seed)
+    x = _array(rng, shape, dtype, layout) * 3 + 1
+    channels = shape[1]
+    params = [_array(rng, (channels,), dtype) for _ in range(2)] if affine else [None, None]
+    running = [_array(rng, (channels,), dtype), rng.random(channels).astype(dtype) + 0.5]
+
+    def run(put):
+        weight, bias = (None if p is None else put(p) for p in params)
+        out, saved = F.batch_norm_forward(
+            put(x), weight, bias, running_mean=put(running[0]), running_var=put(running[1]),
+            training=training,
+        )  # fmt: skip
+        g = put(_array(np.random.default_rng(seed + 1), shape, dtype, layout))
+        stats = (saved.mean, saved.var_unbiased)
+        return (
+            out,
+            *stats,
+            *F.batch_norm_backward(g, saved),
+            F.batch_norm_backward(g, saved, input_grad=False)[1],
+        )
+
+    return Case(run, exact=False)
+
+
 CASES: dict[str, st.SearchStrategy[Case]] = {
+    "batch_norm_forward": batch_norm_cases(),
+    "batch_norm_backward": batch_norm_cases(),
     "conv2d_forward": conv_cases(),
     "conv2d_backward": conv_cases(),
     "max_pool2d_forward": pool_cases("max_pool2d"),

@@ -224,7 +224,7 @@ def test_an_unknown_layer_in_a_spec_or_checkpoint_is_a_clear_error():
     with pytest.raises(
         ValueError,
         match=r"unknown layer type 'mypackage.Gate': import the module that defines it first.*"
-        r"xpnet's layers: AvgPool2d, Conv2d, Dropout",
+        r"xpnet's layers: AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d",
     ):
         nn.from_spec({"type": "mypackage.Gate", "config": {}})
 

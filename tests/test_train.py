@@ -260,9 +260,32 @@ def test_shipped_models_shapes():
         model = models.build(name, backend="numpy")
         assert model(x).shape == (2, 10), name
     with pytest.raises(
-        ValueError, match="model must be one of mnist_cnn, lenet5, seed_cnn, small_cnn; got 'vgg'"
+        ValueError,
+        match="model must be one of mnist_cnn, lenet5, seed_cnn, small_cnn, mnist_resnet; got 'vgg'",
     ):
         models.build("vgg")
+
+
+@pytest.mark.parametrize(
+    ("name", "image_shape", "n_classes"),
+    [("mnist_cnn", (3, 32, 32), 4), ("lenet5", (1, 12, 12), 2), ("seed_cnn", (2, 9, 9), 3),
+     ("small_cnn", (1, 1, 5), 7), ("small_cnn", (3, 8, 8), 2), ("mnist_resnet", (1, 13, 10), 5)],
+)  # fmt: skip
+def test_models_build_for_other_image_shapes_and_classes(name, image_shape, n_classes):
+    model = models.build(name, backend="numpy", image_shape=image_shape, n_classes=n_classes)
+    assert model(np.zeros((2, *image_shape), np.float32)).shape == (2, n_classes)
+
+
+@pytest.mark.parametrize(
+    ("name", "image_shape", "message"),
+    [("mnist_cnn", (1, 15, 15), "mnist_cnn: needs images of at least 16x16; got 15x15"),
+     ("lenet5", (1, 11, 11), "lenet5: needs images of at least 12x12"),
+     ("seed_cnn", (1, 8, 9), "seed_cnn: needs square images"),
+     ("mnist_resnet", (1, 3, 8), "mnist_resnet: needs images of at least 4x4")],
+)  # fmt: skip
+def test_models_name_the_smallest_image_they_take(name, image_shape, message):
+    with pytest.raises(ValueError, match=message):
+        models.build(name, image_shape=image_shape)
 
 
 def test_fit_skips_the_input_gradient(digits, monkeypatch):

@@ -58,3 +58,17 @@ class MSESaved(NamedTuple):
     """What :func:`xpnet.functional.mse_loss_backward` needs: ``prediction - target``."""
 
     diff: Array
+
+
+class BatchNormSaved(NamedTuple):
+    """What :func:`xpnet.functional.batch_norm_backward` needs, and the batch statistics
+    the layer folds into its running estimates."""
+
+    x_hat: Array  # the normalised input
+    inv_std: Array  # 1 / sqrt(var + eps), broadcastable against x
+    weight: Array | None  # broadcastable against x; None without affine
+    axes: tuple[int, ...]  # the axes reduced over (all but the channel axis)
+    batch_stats: bool  # normalised by the batch's statistics (training) or running ones
+    mean: Array | None  # (C,) batch mean, when batch_stats
+    var_unbiased: Array | None  # (C,) batch variance with Bessel's correction, when batch_stats
+    made_by: str | None = None

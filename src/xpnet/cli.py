@@ -16,6 +16,7 @@ import numpy as np
 
 from . import __version__, models, optim
 from ._backend import BACKENDS, available_backends, check_backend_name, device_info
+from .augment import RandomShift
 from .checkpoint import load_checkpoint
 from .datasets import MNIST_MEAN, MNIST_STD, load_mnist, train_val_split
 from .nn import CrossEntropyLoss
@@ -105,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         help="learning-rate schedule",
     )
     tr.add_argument("--seed", type=int, default=0, help="seeds weights, split and batch order")
+    tr.add_argument(
+        "--augment",
+        choices=["none", "shift"],
+        default="none",
+        help="training-batch augmentation on the device (shift: random shifts of up to 2 px)",
+    )
     tr.add_argument(
         "--val",
         type=int,
@@ -253,6 +260,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=not args.no_progress,
             checkpoint_meta={"normalize": [MNIST_MEAN, MNIST_STD], "model_name": args.model},
+            augment=RandomShift(2, seed=args.seed) if args.augment == "shift" else None,
         )
     except KeyboardInterrupt:
         print(f"interrupted: resume with: xpnet train --out {out} --resume (and the same options)")
@@ -294,6 +302,7 @@ def write_report(
         "backend": backend,
         "model": args.model,
         "optimizer": args.optimizer,
+        "augment": args.augment,
         "batch_size": args.batch_size,
         "seed": args.seed,
         **sizes,

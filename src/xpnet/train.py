@@ -220,6 +220,8 @@ class _Run:
         and keeps the loss to be checked for NaN/inf at the next read-back."""
         xp = self.xp
         xb, yb = xp.take(self.x, index, axis=0), xp.take(self.y, index, axis=0)
+        if self.settings["augment"] is not None:
+            xb = self.settings["augment"](xb)
         logits = self.model(xb)
         batch_loss = self.loss(logits, yb)
         self.model.backward(self.loss.backward(), input_grad=False)  # the input is data
@@ -322,6 +324,7 @@ def fit(
     log: Callable[[str], None] | None = print,
     on_step: Callable[[int], None] | None = None,
     checkpoint_meta: dict[str, Any] | None = None,
+    augment: Callable[[Array], Array] | None = None,
 ) -> History:
     """Train ``model`` on ``train = (images, labels)`` for ``epochs`` epochs.
 
@@ -351,6 +354,9 @@ def fit(
         Called with the global step number after each step.
     checkpoint_meta : dict, optional
         JSON-friendly facts stored in every checkpoint's state (e.g. the normalisation).
+    augment : callable, optional
+        Applied to each training batch on the device, e.g.
+        :class:`xpnet.augment.RandomShift`; validation data is left as it is.
 
     Returns
     -------
@@ -375,6 +381,7 @@ def fit(
         "progress": progress,
         "on_step": on_step,
         "checkpoint_meta": checkpoint_meta or {},
+        "augment": augment,
     }
     run = _Run(model, loss, optimizer, scheduler, train, settings)
     if resume:

@@ -7,7 +7,14 @@ are the definitions of the ops; a backend may register faster versions of some o
 :mod:`xpnet.kernels`, which each op consults first.
 """
 
-from .._saved import Conv2dSaved, CrossEntropySaved, LinearSaved, MSESaved, Pool2dSaved
+from .._saved import (
+    BatchNormSaved,
+    Conv2dSaved,
+    CrossEntropySaved,
+    LinearSaved,
+    MSESaved,
+    Pool2dSaved,
+)
 from .activation import (
     relu,
     relu_backward,
@@ -19,9 +26,12 @@ from .activation import (
     tanh_backward,
     tanh_forward,
 )
+from .batchnorm import batch_norm, batch_norm_backward, batch_norm_forward
 from .conv import conv2d, conv2d_backward, conv2d_forward
 from .linear import linear, linear_backward, linear_forward
 from .pool import (
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_forward,
     avg_pool2d,
     avg_pool2d_backward,
     avg_pool2d_forward,
@@ -45,14 +55,20 @@ from .softmax import (
 )
 
 __all__ = [
+    "BatchNormSaved",
     "Conv2dSaved",
     "CrossEntropySaved",
     "LinearSaved",
     "MSESaved",
     "Pool2dSaved",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_forward",
     "avg_pool2d",
     "avg_pool2d_backward",
     "avg_pool2d_forward",
+    "batch_norm",
+    "batch_norm_backward",
+    "batch_norm_forward",
     "conv2d",
     "conv2d_backward",
     "conv2d_forward",

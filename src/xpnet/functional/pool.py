@@ -191,3 +191,33 @@ def avg_pool2d_backward(grad_out: Array, saved: Pool2dSaved) -> Array:
     xp = namespace_of("avg_pool2d_backward", grad_out=grad_out)
     share = grad_out / (saved.kernel[0] * saved.kernel[1])
     return _pool_backward(grad_out, saved, lambda k: share, xp=xp)
+
+
+def adaptive_avg_pool2d_forward(x: Array, output_size: int | IntPair) -> tuple[Array, Pool2dSaved]:
+    """:func:`adaptive_avg_pool2d` that also returns what its backward needs (that of
+    :func:`avg_pool2d`)."""
+    xp = namespace_of("adaptive_avg_pool2d", x=x)
+    check_ndim(x, "x", "adaptive_avg_pool2d", 4, "(N, C, H, W)")
+    check_floating(x, "x", "adaptive_avg_pool2d", xp=xp)
+    out_h, out_w = pair(output_size, "output_size", "adaptive_avg_pool2d", minimum=1)
+    height, width = x.shape[-2:]
+    if height % out_h or width % out_w:
+        raise ValueError(
+            f"adaptive_avg_pool2d: the input's (H, W) = ({height}, {width}) must be multiples "
+            f"of output_size ({out_h}, {out_w}) (equal windows; other sizes are not supported)"
+        )
+    return avg_pool2d_forward(x, (height // out_h, width // out_w))
+
+
+def adaptive_avg_pool2d(x: Array, output_size: int | IntPair) -> Array:
+    """Average pooling to an (out_h, out_w) output: ``output_size=1`` is global average
+    pooling. The input's sides must be multiples of the output's (equal windows).
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xpnet.functional import adaptive_avg_pool2d
+    >>> adaptive_avg_pool2d(xp.reshape(xp.arange(8.0), (1, 2, 2, 2)), 1)[..., 0, 0]
+    Array([[1.5, 5.5]], dtype=array_api_strict.float64)
+    """
+    return adaptive_avg_pool2d_forward(x, output_size)[0]

@@ -32,6 +32,8 @@ from ._registry import Kernel, entries, lookup
 
 KERNEL_MODULES: dict[str, str] = {"numpy": "xpnet.kernels.numpy"}
 """The module holding each backend's kernels, imported on first use."""
+if os.environ.get("XPNET_CUPY_KERNELS", "0") == "1":  # not yet verified on a GPU: opt in
+    KERNEL_MODULES["cupy"] = "xpnet.kernels.cupy"
 
 _enabled: bool = os.environ.get("XPNET_FAST_PATHS", "1") != "0"
 _loaded: dict[str, bool] = {}  # backend -> whether it has a kernel module (imported)

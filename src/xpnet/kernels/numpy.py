@@ -23,12 +23,13 @@ generic op by the registry-driven test (``tests/test_kernels.py``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
-from .._saved import Conv2dSaved, Pool2dSaved
+from .._saved import BatchNormSaved, Conv2dSaved, Pool2dSaved
 from .._shapes import output_hw
 from .._typing import IntPair
 from ._registry import register
@@ -411,6 +412,103 @@ def avg_pool2d_backward(grad_out: np.ndarray, saved: Pool2dSaved) -> np.ndarray:
     for k in range(kh * kw):
         windows[:, :, :, k // kw, :, k % kw] = share
     return grad_x
+
+
+# --------------------------------------------------------------------------------------------
+# Batch normalisation of (N, C, H, W) in channels-last memory
+# --------------------------------------------------------------------------------------------
+
+
+def wide_rows(rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """(M, C) rows viewed as (M / r, r * C), r * C up to 256: a per-channel vector tiled r
+    times broadcasts over rows of r * C floats, not C (measured on (100352, 16) float32:
+    a subtraction 0.88 ms on 16-wide rows, 0.36 ms on 256-wide rows)."""
+    m, c = rows.shape
+    r = math.gcd(m, max(1, 256 // c))
+    return rows.reshape(m // r, r * c), r
+
+
+@register(BACKEND, "batch_norm_forward")
+def batch_norm_forward(
+    x: np.ndarray,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    *,
+    running_mean: np.ndarray | None,
+    running_var: np.ndarray | None,
+    training: bool,
+    eps: float,
+) -> tuple[np.ndarray, BatchNormSaved] | None:
+    """Batch norm of 4-D input as (N*H*W, C) rows of channels-last memory.
+
+    The generic reductions over axes (0, 2, 3) of a channels-last array run in short
+    strided loops ((128, 16, 28, 28) float32: 12.8 ms forward, 14.7 ms backward); here the
+    per-channel sums are matrix-vector products and every other pass one sweep over wide
+    rows (:func:`wide_rows`).
+    """
+    if x.ndim != 4:
+        return None
+    n, c, h, w = x.shape
+    rows = channels_last(x).reshape(n * h * w, c)
+    count = rows.shape[0]
+    wide, r = wide_rows(rows)
+    batch_stats = training or running_mean is None or running_var is None
+    ones = np.ones(count, dtype=x.dtype)
+    if batch_stats:
+        mean = ones @ rows / count
+        x_hat = wide - np.tile(mean, r)
+        var = ones @ np.square(x_hat).reshape(count, c) / count
+        var_unbiased = var * (count / max(count - 1, 1))
+    else:
+        assert running_mean is not None
+        assert running_var is not None
+        mean, var, var_unbiased = running_mean, running_var, None
+        x_hat = wide - np.tile(mean, r)
+    inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+    x_hat *= np.tile(inv_std, r)
+    out = x_hat.copy() if weight is None else x_hat * np.tile(weight, r)
+    if bias is not None:
+        out += np.tile(bias, r)
+    shape = (1, c, 1, 1)
+    saved = BatchNormSaved(
+        as_nchw(x_hat.reshape(n, h, w, c)),
+        inv_std.reshape(shape),
+        None if weight is None else weight.reshape(shape),
+        (0, 2, 3),
+        batch_stats,
+        mean if batch_stats else None,
+        var_unbiased,
+        BACKEND,
+    )
+    return as_nchw(out.reshape(n, h, w, c)), saved
+
+
+@register(BACKEND, "batch_norm_backward")
+def batch_norm_backward(
+    grad_out: np.ndarray, saved: BatchNormSaved, *, input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """:func:`batch_norm_forward`'s gradients: per-channel sums as matrix-vector products,
+    then ``dx = a * g + b * x_hat + c`` with per-channel a, b, c, over wide rows."""
+    n, c, h, w = grad_out.shape
+    count = n * h * w
+    grad = channels_last(grad_out).reshape(count, c)
+    x_hat = channels_last(saved.x_hat).reshape(count, c)
+    ones = np.ones(count, dtype=grad.dtype)
+    grad_bias = ones @ grad
+    grad_wide, r = wide_rows(grad)
+    x_hat_wide = x_hat.reshape(grad_wide.shape)
+    grad_weight = ones @ (grad_wide * x_hat_wide).reshape(count, c)
+    has_weight = saved.weight is not None
+    if not input_grad:
+        return None, grad_weight if has_weight else None, grad_bias
+    scale = saved.inv_std.reshape(c)
+    if saved.weight is not None:
+        scale = scale * saved.weight.reshape(c)
+    grad_x = grad_wide * np.tile(scale, r)
+    if saved.batch_stats:
+        grad_x += x_hat_wide * np.tile(-scale * grad_weight / count, r)
+        grad_x += np.tile(-scale * grad_bias / count, r)
+    return as_nchw(grad_x.reshape(n, h, w, c)), grad_weight if has_weight else None, grad_bias
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,12 +1,27 @@
 """Layers (stateful holders of parameters) and losses, built on :mod:`xpnet.functional`."""
 
 from .activations import ReLU, Sigmoid, Softmax, Tanh
-from .layers import AvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, Sequential
+from .layers import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    Sequential,
+)
 from .losses import CrossEntropyLoss, MSELoss
-from .module import Module, Parameter, from_spec
+from .module import Buffer, Module, Parameter, from_spec
+from .normalization import BatchNorm1d, BatchNorm2d
+from .residual import Residual
 
 __all__ = [
+    "AdaptiveAvgPool2d",
     "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Buffer",
     "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
@@ -17,6 +32,7 @@ __all__ = [
     "Module",
     "Parameter",
     "ReLU",
+    "Residual",
     "Sequential",
     "Sigmoid",
     "Softmax",

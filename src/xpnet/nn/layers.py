@@ -205,6 +205,25 @@ class AvgPool2d(_Pool2d):
     _op_backward = staticmethod(F.avg_pool2d_backward)
 
 
+class AdaptiveAvgPool2d(Module):
+    """Average pooling to an ``output_size`` output (``1``: global average pooling); the
+    input's sides must be multiples of it (see :func:`xpnet.functional.adaptive_avg_pool2d`)."""
+
+    def __init__(self, output_size: int | tuple[int, int]) -> None:
+        super().__init__()
+        self.output_size = pair(output_size, "output_size", "AdaptiveAvgPool2d", minimum=1)
+
+    def forward(self, x: Array) -> Array:
+        out, self._saved = F.adaptive_avg_pool2d_forward(x, self.output_size)
+        return out
+
+    def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
+        return F.avg_pool2d_backward(grad_out, self._take_saved())
+
+    def config(self) -> dict[str, Any]:
+        return {"output_size": self.output_size}
+
+
 class Flatten(Module):
     """Reshape (N, ...) to (N, prod(...))."""
 
@@ -273,6 +292,13 @@ class Sequential(Module):
         for layer in self.layers:
             x = layer(x)
         return x
+
+    def counted_forward(self, x: Array) -> tuple[Array, int]:
+        total = 0
+        for layer in self.layers:
+            x, count = layer.counted_forward(x)
+            total += count
+        return x, total
 
     def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
         """Run every layer's backward in reverse; return d(loss)/d(input).

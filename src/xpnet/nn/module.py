@@ -36,6 +36,23 @@ class Parameter:
         return f"Parameter(shape={self.shape}, dtype={self.data.dtype}, backend={backend_of(self.data)})"
 
 
+class Buffer:
+    """State a layer keeps but never trains (BatchNorm's running statistics): saved in
+    ``state_dict()`` and moved by ``to()``, never seen by an optimizer."""
+
+    def __init__(self, data: Array) -> None:
+        self.data = data
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    def __repr__(self) -> str:
+        return (
+            f"Buffer(shape={self.shape}, dtype={self.data.dtype}, backend={backend_of(self.data)})"
+        )
+
+
 class Module:
     """Base class of every layer: ``forward``, ``backward`` and the parameter plumbing.
 
@@ -50,6 +67,7 @@ class Module:
     """
 
     param_names: tuple[str, ...] = ()
+    buffer_names: tuple[str, ...] = ()
     registry: ClassVar[dict[str, type[Module]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -99,15 +117,29 @@ class Module:
     def children(self) -> list[Module]:
         return []
 
+    def named_children(self) -> list[tuple[str, Module]]:
+        """``(name, child)`` pairs: the index by default (``"0"``), as ``torch.nn.Sequential``."""
+        return [(str(index), child) for index, child in enumerate(self.children())]
+
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
         """Yield ``(name, parameter)`` pairs in a stable order (per layer: weight, bias)."""
         for name in self.param_names:
             param = getattr(self, name, None)
             if param is not None:
                 yield name, param
-        for index, child in enumerate(self.children()):
+        for prefix, child in self.named_children():
             for name, param in child.named_parameters():
-                yield f"{index}.{name}", param
+                yield f"{prefix}.{name}", param
+
+    def named_buffers(self) -> Iterator[tuple[str, Buffer]]:
+        """Yield ``(name, buffer)`` pairs, named like the parameters."""
+        for name in self.buffer_names:
+            buffer = getattr(self, name, None)
+            if buffer is not None:
+                yield name, buffer
+        for prefix, child in self.named_children():
+            for name, buffer in child.named_buffers():
+                yield f"{prefix}.{name}", buffer
 
     def parameters(self) -> list[Parameter]:
         """All trainable parameters, in the order of :meth:`named_parameters`."""
@@ -130,23 +162,31 @@ class Module:
         return self.train(False)
 
     def to(self, backend: str, *, device: Any = None) -> Module:
-        """Move every parameter to ``backend`` (and ``device``); gradients are dropped."""
+        """Move every parameter and buffer to ``backend`` (and ``device``); gradients are
+        dropped."""
         for param in self.parameters():
             param.data = asarray(param.data, backend=backend, device=device)
             param.grad = None
+        for _, buffer in self.named_buffers():
+            buffer.data = asarray(buffer.data, backend=backend, device=device)
         return self
 
+    def _state_entries(self) -> dict[str, Parameter | Buffer]:
+        return {**dict(self.named_parameters()), **dict(self.named_buffers())}
+
     def state_dict(self) -> dict[str, Any]:
-        """Parameter values as NumPy arrays, keyed like PyTorch (``"0.weight"``)."""
-        return {name: to_numpy(param.data).copy() for name, param in self.named_parameters()}
+        """Parameter and buffer values as NumPy arrays, keyed like PyTorch (``"0.weight"``,
+        ``"1.running_mean"``)."""
+        return {name: to_numpy(entry.data).copy() for name, entry in self._state_entries().items()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Copy values (NumPy or any backend) into the parameters, on their current backend.
+        """Copy values (NumPy or any backend) into the parameters and buffers, on their
+        current backend, device and dtype.
 
         Raises ``KeyError`` naming missing or unexpected keys and ``ValueError`` on a
         shape mismatch; nothing is changed unless every entry fits.
         """
-        params = dict(self.named_parameters())
+        params = self._state_entries()
         missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
         if missing or unexpected:
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
@@ -167,6 +207,11 @@ class Module:
     def multiply_adds(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
         """Multiply-adds of one forward for one sample of these shapes (0: none to count)."""
         return 0
+
+    def counted_forward(self, x: Array) -> tuple[Array, int]:
+        """``self(x)`` and its multiply-adds per sample; containers add up their layers'."""
+        out = self(x)
+        return out, self.multiply_adds(tuple(x.shape[1:]), tuple(out.shape[1:]))
 
     def summary(self, input_shape: tuple[int, ...]) -> str:
         """A table of each layer's output shape, parameter count and multiply-adds for one
@@ -217,12 +262,21 @@ def from_spec(spec: Mapping[str, Any], *, backend: str | None = None) -> Module:
             f"first (a layer of your own is named 'module.ClassName'); xpnet's layers: "
             f"{', '.join(builtin)}"
         )
-    config = dict(spec.get("config", {}))
+    config = {key: _built(value, backend) for key, value in spec.get("config", {}).items()}
     if kind == "Sequential":
-        return cls(*(from_spec(child, backend=backend) for child in config["layers"]))
+        return cls(*config["layers"])
     if "backend" in inspect.signature(cls).parameters:
         config["backend"] = backend
     for key in ("kernel_size", "stride", "padding"):
         if isinstance(config.get(key), list):
             config[key] = tuple(config[key])
     return cls(**config)
+
+
+def _built(value: Any, backend: str | None) -> Any:
+    """A config value with every nested spec (a layer inside a container) built."""
+    if isinstance(value, Mapping) and "type" in value and "config" in value:
+        return from_spec(value, backend=backend)
+    if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+        return [_built(v, backend) for v in value]
+    return value

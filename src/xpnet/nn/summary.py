@@ -33,10 +33,10 @@ def layer_rows(model: Any, input_shape: tuple[int, ...]) -> list[LayerRow]:
     model.eval()
     try:
         for index, layer in enumerate(layers):
-            out = layer(x)
+            out, macs = layer.counted_forward(x)
             count = sum(math.prod(p.shape) for p in layer.parameters())
-            macs = layer.multiply_adds(tuple(x.shape[1:]), tuple(out.shape[1:]))
-            rows.append(LayerRow(f"{index}: {layer!r}", tuple(out.shape[1:]), count, macs))
+            name = type(layer).__name__ if layer.children() else repr(layer)  # one line
+            rows.append(LayerRow(f"{index}: {name}", tuple(out.shape[1:]), count, macs))
             x = out
     finally:
         model.train(was_training)

@@ -1,0 +1,124 @@
+"""Batch normalisation layers (PyTorch's ``BatchNorm1d``/``BatchNorm2d``: names, buffers,
+state_dict keys, formulas)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import functional as F
+from .._backend import asarray, get_backend
+from .._typing import Array
+from .._validation import finite_number, positive_int
+from .module import Buffer, Module, Parameter
+
+
+class _BatchNorm(Module):
+    """Per-channel normalisation of (N, C, ...) input; the subclass names the input rank.
+
+    Training normalises by the batch's statistics and updates the running estimates
+    (``running = (1 - momentum) * running + momentum * batch``, the batch variance with
+    Bessel's correction); ``eval()`` normalises by the running estimates.
+    """
+
+    param_names = ("weight", "bias")
+    buffer_names = ("running_mean", "running_var", "num_batches_tracked")
+    input_ranks: tuple[int, ...] = ()
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        *,
+        backend: str | None = None,
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.num_features = positive_int(num_features, "num_features", name)
+        self.eps = finite_number(eps, "eps", name)
+        self.momentum = finite_number(momentum, "momentum", name)
+        if self.momentum > 1:
+            raise ValueError(f"{name}: momentum must be in [0, 1]; got {momentum!r}")
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        backend = backend or get_backend()
+
+        def full(value: float, kind: str = dtype) -> Array:
+            return asarray([value] * num_features, backend=backend, dtype=kind)
+
+        self.weight = Parameter(full(1.0)) if affine else None
+        self.bias = Parameter(full(0.0)) if affine else None
+        if track_running_stats:
+            self.running_mean = Buffer(full(0.0))
+            self.running_var = Buffer(full(1.0))
+            self.num_batches_tracked = Buffer(asarray(0, backend=backend, dtype="int64"))
+
+    def forward(self, x: Array) -> Array:
+        if x.ndim not in self.input_ranks:
+            ranks = " or ".join(f"{r}-D" for r in self.input_ranks)
+            raise ValueError(
+                f"{type(self).__name__}: x must be {ranks} (N, C, ...); got shape {tuple(x.shape)}"
+            )
+        tracking = self.track_running_stats
+        out, self._saved = F.batch_norm_forward(
+            x,
+            None if self.weight is None else self.weight.data,
+            None if self.bias is None else self.bias.data,
+            running_mean=self.running_mean.data if tracking else None,
+            running_var=self.running_var.data if tracking else None,
+            training=self.training,
+            eps=self.eps,
+        )
+        if self.training and tracking:
+            m = self.momentum
+            self.running_mean.data = (1.0 - m) * self.running_mean.data + m * self._saved.mean
+            self.running_var.data = (1.0 - m) * self.running_var.data + m * self._saved.var_unbiased
+            self.num_batches_tracked.data = self.num_batches_tracked.data + 1
+        return out
+
+    def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
+        grad_x, grad_weight, grad_bias = F.batch_norm_backward(
+            grad_out, self._take_saved(), input_grad=input_grad
+        )
+        if self.weight is not None and self.bias is not None:
+            self.weight.grad, self.bias.grad = grad_weight, grad_bias
+        return grad_x
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "num_features": self.num_features,
+            "eps": self.eps,
+            "momentum": self.momentum,
+            "affine": self.affine,
+            "track_running_stats": self.track_running_stats,
+        }
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) input over N, H and W, per channel.
+
+    Parameters
+    ----------
+    num_features : int
+        C.
+    eps : float
+        Added to the variance.
+    momentum : float
+        Weight of each new batch in the running estimates.
+    affine : bool
+        Learn a per-channel scale ``weight`` (ones) and shift ``bias`` (zeros).
+    track_running_stats : bool
+        Keep ``running_mean``, ``running_var`` and ``num_batches_tracked`` buffers and
+        use them in ``eval()``; without, every forward uses the batch's statistics.
+    backend, dtype : str, optional
+    """
+
+    input_ranks = (4,)
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) input, per channel (as :class:`BatchNorm2d`)."""
+
+    input_ranks = (2, 3)
