@@ -46,3 +46,22 @@ def test_benchmark_script_quick(script, tmp_path):
     else:
         assert section["layers_ms"]["whole step"]["fast"] > 0
         assert section["conv_phases_ms"]["conv2 im2col"]["generic"] > 0
+
+
+@pytest.mark.slow
+def test_mnist_benchmark_with_the_resnet_and_augmentation(tmp_path):
+    """The residual net's torch twin (BatchNorm, Residual, global pooling) trains beside it."""
+    pytest.importorskip("torch")
+    args = ["--quick", "--model", "mnist_resnet", "--augment", "--epochs", "1"]
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "mnist.py"), *args, "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=900,
+        env={**__import__("os").environ, "MPLBACKEND": "Agg"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = tmp_path.glob("*.json")
+    section = json.loads(path.read_text())["mnist-mnist_resnet"]
+    assert section["augment"] is True and section["model"] == "mnist_resnet"
+    for impl in ("xpnet-numpy", "torch-cpu"):
+        assert len(section["results"][impl]["test_accuracy_per_epoch"]) == 1
+    assert list(tmp_path.glob("*-mnist-mnist_resnet.png"))
