@@ -44,9 +44,13 @@ _im2col = cupy.ElementwiseKernel(
     "xpnet_im2col",
 )
 
-# The windows (out_y, out_x) that cover padded pixel (y, x): out_y from
-# max(0, ceil((y - kh + 1) / sy)) to min(out_h, floor(y / sy) + 1), likewise out_x.
-_COVERING = """
+
+def _gather(add: str, assign: str) -> str:
+    """CUDA code for one thread per padded input pixel (y, x): ``val`` sums ``add`` over
+    every window (out_y, out_x) that covers the pixel, at offset (ky, kx) in it; windows
+    from max(0, ceil((y - kh + 1) / sy)) to min(out_h, floor(y / sy) + 1), likewise in x.
+    Each thread writes its own pixel (``assign``): no atomics, a deterministic sum."""
+    return f"""
     int c0 = i / (h * w);
     int y = i / w % h + ph;
     int x = i % w + pw;
@@ -54,24 +58,24 @@ _COVERING = """
     int out_y_1 = min(out_h, (y + sy) / sy);
     int out_x_0 = max(0, (x - kw + sx) / sx);
     int out_x_1 = min(out_w, (x + sx) / sx);
-"""
+    T val = 0;
+    for (int out_y = out_y_0; out_y < out_y_1; ++out_y) {{
+        int ky = y - out_y * sy;
+        for (int out_x = out_x_0; out_x < out_x_1; ++out_x) {{
+            int kx = x - out_x * sx;
+            {add}
+        }}
+    }}
+    {assign} = val;
+    """
+
 
 _col2im = cupy.ElementwiseKernel(
     f"raw T col, {_GEOMETRY}",
     "T img",
-    _COVERING
-    + """
-    T val = 0;
-    for (int out_y = out_y_0; out_y < out_y_1; ++out_y) {
-        int ky = y - out_y * sy;
-        for (int out_x = out_x_0; out_x < out_x_1; ++out_x) {
-            int kx = x - out_x * sx;
-            int k = out_y + out_h * (kx + kw * (ky + kh * c0));
-            val = val + col[out_x + out_w * k];
-        }
-    }
-    img = val;
-    """,
+    _gather(
+        "val = val + col[out_x + out_w * (out_y + out_h * (kx + kw * (ky + kh * c0)))];", "img"
+    ),
     "xpnet_col2im",
 )
 
@@ -109,21 +113,11 @@ _max_pool_forward = cupy.ElementwiseKernel(
 _max_pool_backward = cupy.ElementwiseKernel(
     f"raw T grad_out, raw int64 argmax, {_GEOMETRY}",
     "T grad_x",
-    _COVERING
-    + """
-    T val = 0;
-    for (int out_y = out_y_0; out_y < out_y_1; ++out_y) {
-        int ky = y - out_y * sy;
-        for (int out_x = out_x_0; out_x < out_x_1; ++out_x) {
-            int kx = x - out_x * sx;
-            int at = out_x + out_w * (out_y + out_h * c0);
-            if (argmax[at] == kx + kw * ky) {
-                val = val + grad_out[at];
-            }
-        }
-    }
-    grad_x = val;
-    """,
+    _gather(
+        "int at = out_x + out_w * (out_y + out_h * c0);"
+        " if (argmax[at] == kx + kw * ky) { val = val + grad_out[at]; }",
+        "grad_x",
+    ),
     "xpnet_max_pool_backward",
 )
 
