@@ -6,7 +6,7 @@ Examples
 >>> from sklearn.datasets import load_digits
 >>> from xpnet.sklearn import CNNClassifier
 >>> X, y = load_digits(return_X_y=True)  # 8x8 images as 64 features
->>> clf = CNNClassifier(epochs=3, random_state=0).fit(X[:500] / 16, y[:500])
+>>> clf = CNNClassifier(epochs=10, batch_size=32, random_state=0).fit(X[:500] / 16, y[:500])
 >>> clf.image_shape_, clf.model_name_
 ((1, 8, 8), 'small_cnn')
 >>> bool(clf.score(X[500:1000] / 16, y[500:1000]) > 0.8)

@@ -220,13 +220,17 @@ class Module:
         Examples
         --------
         >>> from xpnet import models
-        >>> print(models.build("seed_cnn", backend="numpy").summary((1, 28, 28)))  # doctest: +NORMALIZE_WHITESPACE
-        input shape (1, 28, 28) (one image; the batch axis is left out)
-        layer ... output shape  params  mult-adds
-        ...
-        0: Conv2d(in_channels=1, out_channels=8, kernel_size=(5, 5), ...) (8, 24, 24) 208 115,200
-        ...
-        total ... 11,738 126,720
+        >>> table = models.build("seed_cnn", backend="numpy").summary((1, 28, 28))
+        >>> start = table.splitlines()[1].index("output shape")
+        >>> for line in table.splitlines()[3:-2]:  # output shape, parameters, multiply-adds
+        ...     print(line[start:])  # doctest: +NORMALIZE_WHITESPACE
+        (8, 24, 24) 208 115,200
+        (8, 24, 24) 0 0
+        (8, 12, 12) 0 0
+        (1152,) 0 0
+        (10,) 11,530 11,520
+        >>> table.splitlines()[-1].split()
+        ['total', '11,738', '126,720']
         """
         from .summary import format_summary, layer_rows
 
