@@ -141,3 +141,12 @@ def test_onecycle_ends_near_zero_and_peaks_at_max():
         sched.step()
     assert math.isclose(max(lrs), 0.4)
     assert lrs[-1] < 1e-5
+
+
+def test_make_optimizer_names_the_recipe_and_rejects_others():
+    params = [Parameter(np.ones((2, 2), np.float32))]
+    assert isinstance(optim.make_optimizer("adam", params, 1e-3), optim.Adam)
+    sgd = optim.make_optimizer("sgd", params, 0.1)
+    assert (sgd.momentum, sgd.nesterov) == (0.9, True)
+    with pytest.raises(ValueError, match="optimizer must be one of adam, sgd; got 'rmsprop'"):
+        optim.make_optimizer("rmsprop", params, 0.1)

@@ -22,7 +22,6 @@ from .datasets import MNIST_MEAN, MNIST_STD, load_mnist, train_val_split
 from .nn import CrossEntropyLoss
 from .train import TrainingDiverged, evaluate, fit, predict
 
-DEFAULT_LR = {"adam": 5e-3, "sgd": 0.05}
 DEFAULT_VAL = 5000  # training images held out for validation
 DEVICE_HELP = "torch device, e.g. cuda or cuda:1 (default: the backend's default device)"
 MODEL_LR_SCALE = {"seed_cnn": 2.0}  # the shallow sigmoid net likes a larger step (README table)
@@ -93,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", choices=list(models.MODELS), default="mnist_cnn", help="net")
     tr.add_argument("--epochs", type=int, default=2, help="passes over the training images")
     tr.add_argument("--batch-size", type=int, default=128, help="images per step")
-    tr.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="optimizer")
+    tr.add_argument("--optimizer", choices=list(optim.DEFAULT_LR), default="adam", help="optimizer")
     tr.add_argument(
         "--lr",
         type=float,
@@ -207,16 +206,12 @@ def _load_data(data_dir: Path | None, limit: int | None) -> tuple[Any, Any]:
 def _peak_lr(args: argparse.Namespace) -> float:
     if args.lr is not None:
         return args.lr
-    return DEFAULT_LR[args.optimizer] * MODEL_LR_SCALE.get(args.model, 1.0)
+    return optim.DEFAULT_LR[args.optimizer] * MODEL_LR_SCALE.get(args.model, 1.0)
 
 
 def _make_optimizer(args: argparse.Namespace, params: list, steps: int) -> tuple[Any, Any]:
     lr = _peak_lr(args)
-    opt: optim.Optimizer
-    if args.optimizer == "adam":
-        opt = optim.Adam(params, lr=lr)
-    else:
-        opt = optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
+    opt = optim.make_optimizer(args.optimizer, params, lr)
     if args.schedule == "onecycle":
         return opt, optim.OneCycleLR(opt, lr, max(steps, 2))
     if args.schedule == "cosine":

@@ -26,12 +26,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import models, optim
 from ._backend import asarray, backend_of, backend_status, is_array, to_numpy
-from .functional import softmax
 from .nn import CrossEntropyLoss, Module, from_spec
-from .train import fit
-
-DEFAULT_LR = {"adam": 5e-3, "sgd": 0.05}
-"""Peak learning rates when ``lr=None``: the CLI's (``xpnet train``)."""
+from .train import fit, probabilities
 
 
 def expected_failed_checks(estimator: Any) -> dict[str, str]:
@@ -190,7 +186,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 f"CNNClassifier: y has {len(self.classes_)} class ({self.classes_.tolist()}); "
                 "a classifier needs at least 2 classes"
             )
-        if self.optimizer not in DEFAULT_LR:
+        if self.optimizer not in optim.DEFAULT_LR:
             raise ValueError(
                 f"CNNClassifier: optimizer must be 'adam' or 'sgd'; got {self.optimizer!r}"
             )
@@ -205,15 +201,12 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.model_.to(
             self.backend_, device=_device_of(X) if backend_of(X) == self.backend_ else None
         )
-        self.lr_ = DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr)
+        self.lr_ = optim.DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr)
         self.optimizer_ = self._make_optimizer()
         self.epochs_done_ = 0
 
     def _make_optimizer(self) -> optim.Optimizer:
-        params = self.model_.parameters()
-        if self.optimizer == "adam":
-            return optim.Adam(params, lr=self.lr_)
-        return optim.SGD(params, lr=self.lr_, momentum=0.9, nesterov=True)
+        return optim.make_optimizer(self.optimizer, self.model_.parameters(), self.lr_)
 
     def _build(self, n_classes: int) -> tuple[Module, str]:
         kwargs: dict[str, Any] = {"image_shape": self.image_shape_, "n_classes": n_classes}
@@ -303,17 +296,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     def _probabilities(self, X: Any) -> Any:
         check_is_fitted(self)
         X, _ = self._validate(X, reset=False)
-        images = self._images(X)
-        self.model_.eval()
-        n = images.shape[0]
-        parts = [
-            softmax(self.model_(images[start : min(start + 1000, n), ...]), axis=1)
-            for start in range(0, n, 1000)
-        ]
-        self.model_.train()
-        xp = _namespace(parts[0])
-        probs = xp.concat(parts, axis=0) if len(parts) > 1 else parts[0]
-        return probs, X
+        return probabilities(self.model_, self._images(X)), X
 
     def predict_proba(self, X: Any) -> Any:
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order.

@@ -442,13 +442,18 @@ def evaluate(model: Module, x: Any, y: Any, *, batch_size: int = 1000) -> dict[s
         yb = labels[start : start + logits.shape[0]]
         loss_sum = loss_sum + crit(logits, yb) * logits.shape[0]
         correct = correct + xp.sum(xp.astype(xp.argmax(logits, axis=1) == yb, xp.int64))
-    n = len(y)
+    n = int(labels.shape[0])
     return {"loss": float(loss_sum) / n, "accuracy": int(correct) / n}
+
+
+def probabilities(model: Module, x: Any, *, batch_size: int = 1000) -> Array:
+    """Class probabilities (N, n_classes) of ``model`` on images ``x`` (eval mode, batched),
+    on the model's backend and device."""
+    _, _, xp = _model_place(model)
+    parts = [softmax(logits, axis=1) for _, logits in _batched_logits(model, x, batch_size)]
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
 
 
 def predict(model: Module, x: Any, *, batch_size: int = 1000) -> np.ndarray:
     """Class probabilities (N, n_classes) of ``model`` on images ``x``, as NumPy float64."""
-    parts = [
-        to_numpy(softmax(logits, axis=1)) for _, logits in _batched_logits(model, x, batch_size)
-    ]
-    return np.concatenate(parts).astype(np.float64)
+    return to_numpy(probabilities(model, x, batch_size=batch_size)).astype(np.float64)

@@ -3,9 +3,11 @@
 from .adam import Adam, AdamW
 from .lr_scheduler import CosineAnnealingLR, LRScheduler, OneCycleLR, StepLR
 from .optimizer import Optimizer
+from .recipe import DEFAULT_LR, make_optimizer
 from .sgd import SGD
 
 __all__ = [
+    "DEFAULT_LR",
     "SGD",
     "Adam",
     "AdamW",
@@ -14,4 +16,5 @@ __all__ = [
     "OneCycleLR",
     "Optimizer",
     "StepLR",
+    "make_optimizer",
 ]
