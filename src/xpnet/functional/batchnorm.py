@@ -50,7 +50,7 @@ def batch_norm_forward(
     shape = (1, channels, *([1] * (x.ndim - 2)))
     batch_stats = training or running_mean is None or running_var is None
     count = (size(x) or 0) // channels
-    if batch_stats and count < 2 and training:
+    if training and count < 2:
         raise ValueError(
             f"batch_norm: training needs more than one value per channel; got x of shape "
             f"{tuple(x.shape)}"

@@ -453,8 +453,8 @@ def batch_norm_forward(
     count = rows.shape[0]
     wide, r = wide_rows(rows)
     batch_stats = training or running_mean is None or running_var is None
-    ones = np.ones(count, dtype=x.dtype)
     if batch_stats:
+        ones = np.ones(count, dtype=x.dtype)
         mean = ones @ rows / count
         x_hat = wide - np.tile(mean, r)
         var = ones @ np.square(x_hat).reshape(count, c) / count

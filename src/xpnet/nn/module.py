@@ -12,30 +12,6 @@ from .._backend import asarray, backend_of, to_numpy
 from .._typing import Array
 
 
-class Parameter:
-    """A trainable array and its gradient.
-
-    Attributes
-    ----------
-    data : array
-        The value, on the layer's backend.
-    grad : array or None
-        d(loss)/d(data) from the last ``backward``; ``None`` before one (or after
-        ``zero_grad``).
-    """
-
-    def __init__(self, data: Array) -> None:
-        self.data = data
-        self.grad: Array | None = None
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
-
-    def __repr__(self) -> str:
-        return f"Parameter(shape={self.shape}, dtype={self.data.dtype}, backend={backend_of(self.data)})"
-
-
 class Buffer:
     """State a layer keeps but never trains (BatchNorm's running statistics): saved in
     ``state_dict()`` and moved by ``to()``, never seen by an optimizer."""
@@ -49,8 +25,26 @@ class Buffer:
 
     def __repr__(self) -> str:
         return (
-            f"Buffer(shape={self.shape}, dtype={self.data.dtype}, backend={backend_of(self.data)})"
+            f"{type(self).__name__}(shape={self.shape}, dtype={self.data.dtype}, "
+            f"backend={backend_of(self.data)})"
         )
+
+
+class Parameter(Buffer):
+    """A trainable array and its gradient.
+
+    Attributes
+    ----------
+    data : array
+        The value, on the layer's backend.
+    grad : array or None
+        d(loss)/d(data) from the last ``backward``; ``None`` before one (or after
+        ``zero_grad``).
+    """
+
+    def __init__(self, data: Array) -> None:
+        super().__init__(data)
+        self.grad: Array | None = None
 
 
 class Module:
@@ -121,25 +115,24 @@ class Module:
         """``(name, child)`` pairs: the index by default (``"0"``), as ``torch.nn.Sequential``."""
         return [(str(index), child) for index, child in enumerate(self.children())]
 
+    def _named(self, kind: str) -> Iterator[tuple[str, Any]]:
+        """The attributes listed in ``kind`` (``"param_names"`` or ``"buffer_names"``) of
+        this module, then of its children under their names' prefixes."""
+        for name in getattr(self, kind):
+            entry = getattr(self, name, None)
+            if entry is not None:
+                yield name, entry
+        for prefix, child in self.named_children():
+            for name, entry in child._named(kind):
+                yield f"{prefix}.{name}", entry
+
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
         """Yield ``(name, parameter)`` pairs in a stable order (per layer: weight, bias)."""
-        for name in self.param_names:
-            param = getattr(self, name, None)
-            if param is not None:
-                yield name, param
-        for prefix, child in self.named_children():
-            for name, param in child.named_parameters():
-                yield f"{prefix}.{name}", param
+        return self._named("param_names")
 
     def named_buffers(self) -> Iterator[tuple[str, Buffer]]:
         """Yield ``(name, buffer)`` pairs, named like the parameters."""
-        for name in self.buffer_names:
-            buffer = getattr(self, name, None)
-            if buffer is not None:
-                yield name, buffer
-        for prefix, child in self.named_children():
-            for name, buffer in child.named_buffers():
-                yield f"{prefix}.{name}", buffer
+        return self._named("buffer_names")
 
     def parameters(self) -> list[Parameter]:
         """All trainable parameters, in the order of :meth:`named_parameters`."""

@@ -45,8 +45,8 @@ class _BatchNorm(Module):
         self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
         backend = backend or get_backend()
 
-        def full(value: float, kind: str = dtype) -> Array:
-            return asarray([value] * num_features, backend=backend, dtype=kind)
+        def full(value: float) -> Array:
+            return asarray([value] * num_features, backend=backend, dtype=dtype)
 
         self.weight = Parameter(full(1.0)) if affine else None
         self.bias = Parameter(full(0.0)) if affine else None
