@@ -22,9 +22,16 @@ from hypothesis import strategies as st
 
 import xpnet
 from xpnet import functional as F
-from xpnet.kernels import _registry, fast_paths_enabled, registered, use_fast_paths
+from xpnet.kernels import (
+    _compiled,
+    _registry,
+    fast_paths_enabled,
+    registered,
+    use_fast_paths,
+    winograd,
+)
 
-from .strategies import window_cases
+from .strategies import WindowCase, window_cases
 
 SETTINGS = settings(max_examples=60, deadline=None)
 DTYPES = st.sampled_from(["float32", "float64"])
@@ -54,8 +61,26 @@ def _array(rng, shape, dtype, layout="nchw"):
 
 
 @st.composite
+def winograd_cases(draw) -> WindowCase:
+    """3x3 kernels at stride 1 with >= 4 input channels: where the NumPy kernel takes
+    Winograd's F(2x2, 3x3) (odd and even output sizes, padding 0 to 2)."""
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    return WindowCase(
+        n=draw(st.integers(1, 3)),
+        c_in=draw(st.integers(winograd.MIN_CHANNELS, winograd.MIN_CHANNELS + 5)),
+        c_out=draw(st.integers(1, 6)),
+        h=draw(st.integers(max(1, 3 - 2 * padding[0]), 9)),
+        w=draw(st.integers(max(1, 3 - 2 * padding[1]), 9)),
+        kernel=(3, 3),
+        stride=(1, 1),
+        padding=padding,
+        seed=draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+@st.composite
 def conv_cases(draw) -> Case:
-    case = draw(window_cases())
+    case = draw(st.one_of(window_cases(), winograd_cases()))
     bias, dtype, layout = draw(st.booleans()), draw(DTYPES), draw(LAYOUTS)
     rng = np.random.default_rng(case.seed)
     x = _array(rng, (case.n, case.c_in, case.h, case.w), dtype, layout)
@@ -169,6 +194,7 @@ CASES: dict[str, st.SearchStrategy[Case]] = {
     "max_pool2d_backward": pool_cases("max_pool2d"),
     "avg_pool2d_forward": pool_cases("avg_pool2d"),
     "avg_pool2d_backward": pool_cases("avg_pool2d"),
+    "relu_forward": elementwise_cases("relu"),
     "relu_backward": elementwise_cases("relu"),
     "sigmoid_forward": elementwise_cases("sigmoid"),
 }
@@ -197,11 +223,16 @@ def _assert_equal(got: Any, ref: Any, exact: bool, what: str) -> None:
 KERNELS = registered()
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "no-numba"])
 @pytest.mark.parametrize(("backend", "op"), KERNELS, ids=[f"{b}-{op}" for b, op in KERNELS])
-def test_kernel_equals_generic_op(backend, op, monkeypatch):
+def test_kernel_equals_generic_op(backend, op, compiled, monkeypatch):
+    """With the optional compiled loops (``xpnet[numba]``) and without them."""
     usable, reason = xpnet._backend.backend_status(backend)
     if not usable:
         pytest.skip(f"backend {backend} unavailable: {reason}")
+    if compiled and _compiled.loops is None:
+        pytest.skip("numba is not installed: the compiled loops are not available")
+    monkeypatch.setattr(_compiled, "ENABLED", compiled)
     assert op in CASES, f"the {backend} kernel for {op!r} has no inputs in CASES: add them"
     calls = []
     kernel = _registry.lookup(backend, op)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from xpnet import functional as F
-from xpnet.kernels import backward_for, kernel_for, use_fast_paths
+from xpnet.kernels import _compiled, backward_for, kernel_for, use_fast_paths
 from xpnet.kernels import numpy as numpy_kernels
+from xpnet.kernels.winograd import WinogradTiles
 
 
 def test_kernels_only_for_plain_numpy_arrays_and_switchable():
@@ -105,3 +106,118 @@ def test_both_col2im_methods_agree():
         grad_out = np.transpose(grad_rows.reshape(3, 8, 8, 5), (0, 3, 1, 2))
         generic = F.conv2d_backward(grad_out, saved)[0]
     np.testing.assert_allclose(np.transpose(banded, (0, 3, 1, 2)), generic, atol=1e-10)
+
+
+# --------------------------------------------------------------------------------------------
+# The optional compiled loops (xpnet[numba]): which kernels take them, and Winograd's error
+# --------------------------------------------------------------------------------------------
+
+needs_numba = pytest.mark.skipif(
+    _compiled.loops is None, reason="numba is not installed: no compiled loops to check"
+)
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    """Whether the compiled loops are on, switchable inside a test."""
+
+    def switch(on: bool) -> None:
+        monkeypatch.setattr(_compiled, "ENABLED", on)
+
+    return switch
+
+
+@needs_numba
+def test_winograd_takes_3x3_stride_1_convolutions_with_4_or_more_channels(compiled):
+    x = np.ones((1, 4, 6, 6), dtype=np.float32)
+    compiled(True)
+    assert isinstance(F.conv2d_forward(x, np.ones((2, 4, 3, 3), np.float32))[1].cols, WinogradTiles)
+    for weight, stride in [(np.ones((2, 4, 3, 3)), 2), (np.ones((2, 4, 5, 5)), 1)]:
+        saved = F.conv2d_forward(x, weight.astype(np.float32), stride=stride)[1]
+        assert not isinstance(saved.cols, WinogradTiles)
+    one_channel = F.conv2d_forward(x[:, :1], np.ones((2, 1, 3, 3), np.float32))[1]
+    assert not isinstance(one_channel.cols, WinogradTiles)
+    compiled(False)  # without the compiled loops: im2col
+    assert not isinstance(
+        F.conv2d_forward(x, np.ones((2, 4, 3, 3), np.float32))[1].cols, WinogradTiles
+    )
+
+
+def _conv_reference(x, w, b, padding):
+    """conv2d in float64, as a sum over the 9 kernel offsets (3x3 kernel, stride 1)."""
+    n, c, h, width = x.shape
+    k = w.shape[0]
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    oh, ow = h + 2 * padding - 2, width + 2 * padding - 2
+    out = np.zeros((n, k, oh, ow)) + b.astype(np.float64)[:, None, None]
+    for ky in range(3):
+        for kx in range(3):
+            window = xp[:, :, ky : ky + oh, kx : kx + ow]
+            out += np.einsum("nchw,kc->nkhw", window, w[:, :, ky, kx].astype(np.float64))
+    return out
+
+
+@needs_numba
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "side", "padding"), [(4, 3, 7, 1), (32, 64, 14, 1), (64, 64, 9, 0)]
+)
+def test_winograd_float32_error_against_float64(compiled, c_in, c_out, side, padding):
+    """F(2x2, 3x3) in float32 stays within a few float32 roundings of the exact sum: the
+    worst error relative to the output's largest value is below 1e-6 (measured: 2e-7 to
+    5e-7; the direct im2col sum: 1e-7 to 3e-7)."""
+    compiled(True)
+    rng = np.random.default_rng(c_in + side)
+    x = rng.standard_normal((3, c_in, side, side)).astype(np.float32)
+    w = (rng.standard_normal((c_out, c_in, 3, 3)) / np.sqrt(9 * c_in)).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    out, saved = F.conv2d_forward(x, w, b, padding=padding)
+    assert isinstance(saved.cols, WinogradTiles)
+    exact = _conv_reference(x, w, b, padding)
+    error = np.abs(out - exact).max() / np.abs(exact).max()
+    assert error < 1e-6, error
+
+
+@needs_numba
+def test_compiled_pool_and_relu_equal_the_numpy_passes(compiled):
+    """One-pass loops against the NumPy kernels' passes, bit for bit, ties included."""
+    rng = np.random.default_rng(3)
+    values = np.maximum(np.round(rng.standard_normal((3, 6, 9, 8)) * 2), 0).astype(np.float32)
+    x = np.ascontiguousarray(values).transpose(0, 3, 1, 2)  # channels-last memory
+    grad = rng.standard_normal((3, 8, 3, 4)).astype(np.float32)
+    results = {}
+    for on in (True, False):
+        compiled(on)
+        out, saved = F.max_pool2d_forward(x, 2)
+        relu_out, relu_saved = F.relu_forward(x - 1)
+        results[on] = (
+            out,
+            saved.argmax,
+            F.max_pool2d_backward(grad, saved),
+            relu_out,
+            F.relu_backward(x, relu_saved),
+        )
+    for got, ref in zip(results[True], results[False], strict=True):
+        np.testing.assert_array_equal(got, ref)
+        assert got.strides == ref.strides or got.flags.c_contiguous == ref.flags.c_contiguous
+
+
+@pytest.mark.parametrize("compiled_on", [True, False])
+def test_a_gradient_of_the_wrong_shape_is_an_error_not_a_crash(compiled, compiled_on):
+    """The compiled loops index without bounds checks: the shapes are checked before."""
+    compiled(compiled_on and _compiled.loops is not None)
+    x = np.ones((2, 4, 6, 6), dtype=np.float32)
+    _, conv_saved = F.conv2d_forward(x, np.ones((3, 4, 3, 3), np.float32))
+    _, pool_saved = F.max_pool2d_forward(x, 2)
+    _, avg_saved = F.avg_pool2d_forward(x, 2)
+    relu_out, relu_saved = F.relu_forward(x)
+    wrong = np.ones((2, 3, 5, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"conv2d_backward: grad_out must have .* \(2, 3, 4, 4\)"):
+        F.conv2d_backward(wrong, conv_saved)
+    with pytest.raises(
+        ValueError, match=r"max_pool2d_backward: .* \(2, 4, 3, 3\); got \(2, 3, 5, 4\)"
+    ):
+        F.max_pool2d_backward(wrong, pool_saved)
+    with pytest.raises(ValueError, match="avg_pool2d_backward: grad_out"):
+        F.avg_pool2d_backward(wrong, avg_saved)
+    with pytest.raises(ValueError, match="relu_backward: grad_out"):
+        F.relu_backward(wrong, relu_saved)

@@ -104,3 +104,16 @@ def check_window_fits(func: str, hw: Any, kernel: Any, padding: IntPair) -> None
             f"{func}: kernel size {tuple(kernel)} is larger than the padded input {padded} "
             f"(input {tuple(hw)}, padding {padding})"
         )
+
+
+def check_grad_shape(func: str, grad_out: Any, expected: tuple[int, ...]) -> None:
+    """A ValueError unless ``grad_out`` has the forward result's shape ``expected``.
+
+    The backward passes index ``grad_out`` by the saved shapes (the compiled loops of
+    ``xpnet[numba]`` without bounds checks), so a wrong shape must stop here.
+    """
+    got = tuple(grad_out.shape)
+    if got != tuple(expected):
+        raise ValueError(
+            f"{func}: grad_out must have the forward output's shape {tuple(expected)}; got {got}"
+        )

@@ -4,7 +4,7 @@ the output, so the output is what is saved."""
 from __future__ import annotations
 
 from .._typing import Array, Namespace
-from .._validation import check_floating, namespace_of
+from .._validation import check_floating, check_grad_shape, namespace_of
 from ..kernels import kernel_for
 
 
@@ -17,6 +17,9 @@ def _floating_namespace(func: str, x: Array) -> Namespace:
 def relu_forward(x: Array) -> tuple[Array, Array]:
     """:func:`relu` and what its backward needs (the output)."""
     xp = _floating_namespace("relu", x)
+    kernel = kernel_for("relu_forward", x)
+    if kernel is not None:
+        return kernel(x)
     out = xp.maximum(x, xp.zeros_like(x))
     return out, out
 
@@ -38,6 +41,7 @@ def relu_backward(grad_out: Array, out: Array) -> Array:
     """Gradient of :func:`relu` given its output ``out``: 0 where ``out <= 0``, else
     ``grad_out`` (a NaN output passes its gradient on, as in PyTorch)."""
     xp = namespace_of("relu_backward", grad_out=grad_out, out=out)
+    check_grad_shape("relu_backward", grad_out, tuple(out.shape))
     kernel = kernel_for("relu_backward", grad_out, out)
     if kernel is not None:
         return kernel(grad_out, out)

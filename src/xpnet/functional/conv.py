@@ -7,7 +7,14 @@ from typing import Any
 from .._saved import Conv2dSaved
 from .._shapes import output_hw
 from .._typing import Array, IntPair, Namespace
-from .._validation import check_ndim, check_weight_and_bias, check_window_fits, namespace_of, pair
+from .._validation import (
+    check_grad_shape,
+    check_ndim,
+    check_weight_and_bias,
+    check_window_fits,
+    namespace_of,
+    pair,
+)
 from ..kernels import backward_for, kernel_for
 from ._windows import col2im, crop2d, im2col, pad2d
 
@@ -108,6 +115,9 @@ def conv2d_backward(
     needs only its parameter gradients, and col2im is the costliest part of the backward.
     """
     xp = namespace_of("conv2d_backward", grad_out=grad_out, weight=saved.weight)
+    n, _, h, w = saved.x_shape
+    out_hw = output_hw((h, w), tuple(saved.weight.shape[-2:]), saved.stride, saved.padding)
+    check_grad_shape("conv2d_backward", grad_out, (n, saved.weight.shape[0], *out_hw))
     kernel = backward_for("conv2d_backward", saved)
     if kernel is not None:
         return kernel(grad_out, saved, input_grad=input_grad)

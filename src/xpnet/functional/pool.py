@@ -8,7 +8,14 @@ from typing import Any
 from .._saved import Pool2dSaved
 from .._shapes import output_hw
 from .._typing import Array, IntPair, Namespace
-from .._validation import check_floating, check_ndim, check_window_fits, namespace_of, pair
+from .._validation import (
+    check_floating,
+    check_grad_shape,
+    check_ndim,
+    check_window_fits,
+    namespace_of,
+    pair,
+)
 from ..kernels import backward_for, kernel_for
 from ._windows import col2im, crop2d, im2col, pad2d
 
@@ -84,6 +91,12 @@ def _pool_backward(
     return crop2d(padded, saved.padding)
 
 
+def _check_pool_grad(func: str, grad_out: Array, saved: Pool2dSaved) -> None:
+    n, c, h, w = saved.x_shape
+    out_hw = output_hw((h, w), saved.kernel, saved.stride, saved.padding)
+    check_grad_shape(func, grad_out, (n, c, *out_hw))
+
+
 def _max_of_windows(windows: Array, xp: Namespace) -> tuple[Array, Array | None]:
     return xp.max(windows, axis=0), xp.argmax(windows, axis=0)  # first maximum, as PyTorch
 
@@ -141,6 +154,7 @@ def max_pool2d(
 
 def max_pool2d_backward(grad_out: Array, saved: Pool2dSaved) -> Array:
     """Gradient of :func:`max_pool2d` w.r.t. x: each output's gradient goes to its argmax."""
+    _check_pool_grad("max_pool2d_backward", grad_out, saved)
     kernel = backward_for("max_pool2d_backward", saved)
     if kernel is not None:
         return kernel(grad_out, saved)
@@ -185,6 +199,7 @@ def avg_pool2d(
 
 def avg_pool2d_backward(grad_out: Array, saved: Pool2dSaved) -> Array:
     """Gradient of :func:`avg_pool2d` w.r.t. x: each window gets its output's gradient / k."""
+    _check_pool_grad("avg_pool2d_backward", grad_out, saved)
     kernel = backward_for("avg_pool2d_backward", saved)
     if kernel is not None:
         return kernel(grad_out, saved)

@@ -14,6 +14,11 @@ average pooling (stride == kernel, no padding), sigmoid and ReLU's backward:
 - pooling through a stack of window slices copies the input once more; here windows of
   stride == kernel are a reshape (a view).
 
+With the optional compiled loops (``xpnet[numba]``, :mod:`xpnet.kernels.numba_loops`),
+3x3 stride-1 convolutions take Winograd's F(2x2, 3x3) (:mod:`xpnet.kernels.winograd`: 2.25x
+fewer multiplies), and max pooling and ReLU's backward run as one pass each instead of
+several NumPy passes.
+
 Results are NCHW-*shaped* arrays whose memory is channels-last (N, H, W, C), as PyTorch's
 ``channels_last`` format: the next layer reads them without a copy. Each kernel is
 registered for the op it replaces (``@register("numpy", "conv2d_forward")``), handed out
@@ -32,6 +37,7 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 from .._saved import BatchNormSaved, Conv2dSaved, Pool2dSaved
 from .._shapes import output_hw
 from .._typing import IntPair
+from . import _compiled, winograd
 from ._registry import register
 
 BACKEND = "numpy"
@@ -166,9 +172,13 @@ def conv2d_forward(
     """
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
+    has_bias = bias is not None
+    if winograd.applies((kh, kw), stride, c_in):
+        out, tiles = winograd.conv2d(x, weight, bias, padding)
+        saved = Conv2dSaved(tiles, weight, tuple(x.shape), stride, padding, has_bias, BACKEND)
+        return as_nchw(out), saved
     oh, ow = output_hw((h, w), (kh, kw), stride, padding)
     x_nhwc = pad_channels_last(channels_last(x), padding)
-    has_bias = bias is not None
     cols = im2col_rows(x_nhwc, (kh, kw), stride, (oh, ow), ones_column=has_bias)
     weight_rows = np.permute_dims(weight, (0, 2, 3, 1)).reshape(c_out, kh * kw * c_in)
     if bias is not None:
@@ -186,6 +196,16 @@ def conv2d_backward(
     n, c_in, h, w = saved.x_shape
     c_out, _, kh, kw = saved.weight.shape
     oh, ow = grad_out.shape[-2:]
+    if isinstance(saved.cols, winograd.WinogradTiles):
+        grad_x, grad_weight, grad_bias = winograd.conv2d_backward(
+            channels_last(grad_out),
+            saved.cols,
+            (h, w),
+            saved.padding,
+            input_grad=input_grad,
+            bias_grad=saved.has_bias,
+        )
+        return (None if grad_x is None else as_nchw(grad_x)), grad_weight, grad_bias
     k = kh * kw * c_in
     grad_rows = channels_last(grad_out).reshape(n * oh * ow, c_out)
     # (C_out, K [+ 1 for the bias]); this orientation of the product is the faster one
@@ -338,6 +358,18 @@ def max_pool2d_forward(
     if not reshape_pooling(kernel, stride, padding):
         return None
     kh, kw = kernel
+    index_type = np.uint8 if kh * kw <= 256 else np.int64
+    if _compiled.available() and is_channels_last(x):  # one pass
+        n, c, h, w = x.shape
+        out_nhwc = np.empty((n, h // kh, w // kw, c), dtype=x.dtype)
+        argmax_nhwc = np.empty(out_nhwc.shape, dtype=index_type)
+        with _compiled.one_thread() as loops:
+            if loops.max_pool_forward(
+                np.permute_dims(x, (0, 2, 3, 1)), kh, kw, out_nhwc, argmax_nhwc
+            ):
+                return None  # a NaN: the generic path
+        saved = Pool2dSaved(as_nchw(argmax_nhwc), tuple(x.shape), kernel, kernel, (0, 0), BACKEND)
+        return as_nchw(out_nhwc), saved
     windows = pool_windows(x, kernel)
     offsets = [windows[:, :, :, i, :, j] for i in range(kh) for j in range(kw)]
     out = np.maximum(offsets[0], offsets[1]) if len(offsets) > 1 else offsets[0].copy()
@@ -345,7 +377,6 @@ def max_pool2d_forward(
         np.maximum(out, offset, out=out)
     if np.isnan(np.sum(out)):  # argmax of a window with NaN: leave it to the generic path
         return None
-    index_type = np.uint8 if kh * kw <= 256 else np.int64
     argmax = np.zeros_like(out, dtype=index_type)  # laid out like x (channels-last or not)
     before = np.ones_like(out, dtype=bool)  # no maximum seen so far in the window
     for offset in offsets[:-1]:
@@ -364,6 +395,18 @@ def max_pool2d_backward(grad_out: np.ndarray, saved: Pool2dSaved) -> np.ndarray:
     kh, kw = saved.kernel
     argmax = saved.argmax
     assert argmax is not None  # max pooling always saves it
+    if _compiled.available() and is_channels_last(argmax):  # one pass
+        n, c, h, w = saved.x_shape
+        grad_x = np.empty((n, h, w, c), dtype=grad_out.dtype)
+        with _compiled.one_thread() as loops:
+            loops.max_pool_backward(
+                np.permute_dims(grad_out, (0, 2, 3, 1)),
+                np.permute_dims(argmax, (0, 2, 3, 1)),
+                kh,
+                kw,
+                grad_x,
+            )
+        return as_nchw(grad_x)
     grad_out = same_layout(grad_out, argmax)  # e.g. NCHW from a Flatten's backward
     grad_x = pool_output_like(saved.x_shape, saved.kernel, grad_out)  # the input's layout
     windows = pool_windows(grad_x, saved.kernel, writeable=True)
@@ -529,4 +572,26 @@ def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @register(BACKEND, "relu_backward")
 def relu_backward(grad_out: np.ndarray, out: np.ndarray) -> np.ndarray:
     """The gradient where the output is positive (or NaN, as PyTorch), else 0."""
+    grad_out = same_layout(grad_out, out)
+    flat = _flat_view(grad_out), _flat_view(out)
+    if _compiled.available() and flat[0] is not None and flat[1] is not None:  # one pass
+        result = np.empty_like(out, dtype=grad_out.dtype)  # out's layout, as grad_out's
+        with _compiled.one_thread() as loops:
+            loops.relu_backward(flat[0], flat[1], _flat_view(result))
+        return result
     return zero_where(out <= 0, grad_out)
+
+
+@register(BACKEND, "relu_forward")
+def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``max(x, 0)`` against a scalar 0, in one pass (the generic code first allocates a
+    zero array as large as ``x``); bit-equal, NaN kept. Saved: the output."""
+    out = np.maximum(x, x.dtype.type(0))
+    return out, out
+
+
+def _flat_view(x: np.ndarray) -> np.ndarray | None:
+    """``x``'s memory as a 1-D view if it is one contiguous block in some axis order."""
+    order = np.argsort(x.strides)[::-1]
+    dense = np.permute_dims(x, tuple(order))
+    return dense.reshape(-1) if dense.flags.c_contiguous else None

@@ -1,0 +1,278 @@
+"""Compiled one-pass loops (Numba) for the NumPy kernels: ``pip install "xpnet[numba]"``.
+
+NumPy runs each elementwise step as a pass over memory, on one core; a layer's glue
+(Winograd's tile transforms, max pooling with its argmax, ReLU's backward) takes several
+such passes. Each function here is ONE pass: a loop over the images that reads its input
+once and writes its results once. The arithmetic is the same as the NumPy code it replaces
+(bit-equal for pooling and ReLU; the Winograd transforms have no NumPy twin in use, and
+are checked against the generic convolution by ``tests/test_kernels.py``).
+
+Imported only through :mod:`xpnet.kernels._compiled`, which also runs them on one thread
+(see :func:`xpnet.kernels._compiled.one_thread`). No bounds checks: the callers pass
+arrays of the shapes documented here (the functional ops check gradient shapes first).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import get_num_threads, njit, prange, set_num_threads
+
+
+@njit(parallel=True, cache=True)
+def transform_input(x: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """V = B^T d B of every 4x4 tile (stride 2) of padded channels-last ``x`` (n, 2*th + 2,
+    2*tw + 2, C) into ``out`` (16, n, th, tw, C)."""
+    n, th, tw, c = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    for i in prange(n):
+        for ty in range(th):
+            y = 2 * ty
+            for tx in range(tw):
+                x0 = 2 * tx
+                for ch in range(c):
+                    # rows: t[a][s] = (B^T d)[a][s]
+                    t00 = x[i, y, x0, ch] - x[i, y + 2, x0, ch]
+                    t01 = x[i, y, x0 + 1, ch] - x[i, y + 2, x0 + 1, ch]
+                    t02 = x[i, y, x0 + 2, ch] - x[i, y + 2, x0 + 2, ch]
+                    t03 = x[i, y, x0 + 3, ch] - x[i, y + 2, x0 + 3, ch]
+                    t10 = x[i, y + 1, x0, ch] + x[i, y + 2, x0, ch]
+                    t11 = x[i, y + 1, x0 + 1, ch] + x[i, y + 2, x0 + 1, ch]
+                    t12 = x[i, y + 1, x0 + 2, ch] + x[i, y + 2, x0 + 2, ch]
+                    t13 = x[i, y + 1, x0 + 3, ch] + x[i, y + 2, x0 + 3, ch]
+                    t20 = x[i, y + 2, x0, ch] - x[i, y + 1, x0, ch]
+                    t21 = x[i, y + 2, x0 + 1, ch] - x[i, y + 1, x0 + 1, ch]
+                    t22 = x[i, y + 2, x0 + 2, ch] - x[i, y + 1, x0 + 2, ch]
+                    t23 = x[i, y + 2, x0 + 3, ch] - x[i, y + 1, x0 + 3, ch]
+                    t30 = x[i, y + 1, x0, ch] - x[i, y + 3, x0, ch]
+                    t31 = x[i, y + 1, x0 + 1, ch] - x[i, y + 3, x0 + 1, ch]
+                    t32 = x[i, y + 1, x0 + 2, ch] - x[i, y + 3, x0 + 2, ch]
+                    t33 = x[i, y + 1, x0 + 3, ch] - x[i, y + 3, x0 + 3, ch]
+                    # columns: v[a][b] = (t B)[a][b]
+                    out[0, i, ty, tx, ch] = t00 - t02
+                    out[1, i, ty, tx, ch] = t01 + t02
+                    out[2, i, ty, tx, ch] = t02 - t01
+                    out[3, i, ty, tx, ch] = t01 - t03
+                    out[4, i, ty, tx, ch] = t10 - t12
+                    out[5, i, ty, tx, ch] = t11 + t12
+                    out[6, i, ty, tx, ch] = t12 - t11
+                    out[7, i, ty, tx, ch] = t11 - t13
+                    out[8, i, ty, tx, ch] = t20 - t22
+                    out[9, i, ty, tx, ch] = t21 + t22
+                    out[10, i, ty, tx, ch] = t22 - t21
+                    out[11, i, ty, tx, ch] = t21 - t23
+                    out[12, i, ty, tx, ch] = t30 - t32
+                    out[13, i, ty, tx, ch] = t31 + t32
+                    out[14, i, ty, tx, ch] = t32 - t31
+                    out[15, i, ty, tx, ch] = t31 - t33
+
+
+@njit(parallel=True, cache=True)
+def transform_output(m: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """Y = A^T M A (+ bias) of every tile: ``m`` (16, n, th, tw, K) -> ``out`` (n, out_h,
+    out_w, K), dropping the last tiles' row or column beyond odd output sizes. ``bias``
+    has K entries or none."""
+    n, th, tw, k = m.shape[1], m.shape[2], m.shape[3], m.shape[4]
+    oh, ow = out.shape[1], out.shape[2]
+    has_bias = bias.shape[0] > 0
+    for i in prange(n):
+        y4 = np.empty((4, k), dtype=out.dtype)  # one tile's 2x2 outputs, for every channel
+        for ty in range(th):
+            y = 2 * ty
+            for tx in range(tw):
+                x0 = 2 * tx
+                for ch in range(k):
+                    m11 = m[5, i, ty, tx, ch]
+                    if has_bias:
+                        m11 = m11 + bias[ch]
+                    # rows of A^T M: top = m0 + (m1 + m2), bottom = (m1 - m2) - m3
+                    s00 = m[0, i, ty, tx, ch] + (m[4, i, ty, tx, ch] + m[8, i, ty, tx, ch])
+                    s01 = m[1, i, ty, tx, ch] + (m11 + m[9, i, ty, tx, ch])
+                    s02 = m[2, i, ty, tx, ch] + (m[6, i, ty, tx, ch] + m[10, i, ty, tx, ch])
+                    s03 = m[3, i, ty, tx, ch] + (m[7, i, ty, tx, ch] + m[11, i, ty, tx, ch])
+                    s10 = (m[4, i, ty, tx, ch] - m[8, i, ty, tx, ch]) - m[12, i, ty, tx, ch]
+                    s11 = (m11 - m[9, i, ty, tx, ch]) - m[13, i, ty, tx, ch]
+                    s12 = (m[6, i, ty, tx, ch] - m[10, i, ty, tx, ch]) - m[14, i, ty, tx, ch]
+                    s13 = (m[7, i, ty, tx, ch] - m[11, i, ty, tx, ch]) - m[15, i, ty, tx, ch]
+                    # columns: y0 = s0 + (s1 + s2), y1 = (s1 - s2) - s3
+                    y4[0, ch] = s00 + (s01 + s02)
+                    y4[1, ch] = (s01 - s02) - s03
+                    y4[2, ch] = s10 + (s11 + s12)
+                    y4[3, ch] = (s11 - s12) - s13
+                for r in range(min(2, oh - y)):
+                    for s in range(min(2, ow - x0)):
+                        for ch in range(k):
+                            out[i, y + r, x0 + s, ch] = y4[2 * r + s, ch]
+
+
+@njit(parallel=True, cache=True)
+def transform_grad(g: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """dM = A dY A^T of every tile: ``g`` (n, out_h, out_w, K), zero beyond its edges ->
+    ``out`` (16, n, th, tw, K)."""
+    n, th, tw, k = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    oh, ow = g.shape[1], g.shape[2]
+    for i in prange(n):
+        g4 = np.zeros((4, k), dtype=g.dtype)  # one tile's 2x2 gradients (0 beyond the edges)
+        for ty in range(th):
+            y = 2 * ty
+            for tx in range(tw):
+                x0 = 2 * tx
+                if y + 1 >= oh or x0 + 1 >= ow:
+                    g4[:] = 0
+                for r in range(min(2, oh - y)):
+                    for s in range(min(2, ow - x0)):
+                        for ch in range(k):
+                            g4[2 * r + s, ch] = g[i, y + r, x0 + s, ch]
+                for ch in range(k):
+                    g00, g01, g10, g11 = g4[0, ch], g4[1, ch], g4[2, ch], g4[3, ch]
+                    # columns b: c_y = (g_y0, g_y0 + g_y1, g_y0 - g_y1, -g_y1)
+                    c01 = g00 + g01
+                    c02 = g00 - g01
+                    c03 = -g01
+                    c11 = g10 + g11
+                    c12 = g10 - g11
+                    c13 = -g11
+                    # rows a: (c0, c0 + c1, c0 - c1, -c1)
+                    out[0, i, ty, tx, ch] = g00
+                    out[1, i, ty, tx, ch] = c01
+                    out[2, i, ty, tx, ch] = c02
+                    out[3, i, ty, tx, ch] = c03
+                    out[4, i, ty, tx, ch] = g00 + g10
+                    out[5, i, ty, tx, ch] = c01 + c11
+                    out[6, i, ty, tx, ch] = c02 + c12
+                    out[7, i, ty, tx, ch] = c03 + c13
+                    out[8, i, ty, tx, ch] = g00 - g10
+                    out[9, i, ty, tx, ch] = c01 - c11
+                    out[10, i, ty, tx, ch] = c02 - c12
+                    out[11, i, ty, tx, ch] = c03 - c13
+                    out[12, i, ty, tx, ch] = -g10
+                    out[13, i, ty, tx, ch] = -c11
+                    out[14, i, ty, tx, ch] = -c12
+                    out[15, i, ty, tx, ch] = -c13
+
+
+@njit(parallel=True, cache=True)
+def add_input_grad(
+    dv: np.ndarray, pad_h: int, pad_w: int, out: np.ndarray
+) -> None:  # pragma: no cover
+    """d(input) = B dV B^T of every tile, added into its 4x4 window: ``dv`` (16, n, th,
+    tw, C) -> ``out`` (n, H, W, C), zeroed first; the windows start at ``(2*ty - pad_h,
+    2*tx - pad_w)`` and what falls in the padding is dropped."""
+    n, th, tw, c = dv.shape[1], dv.shape[2], dv.shape[3], dv.shape[4]
+    h, w = out.shape[1], out.shape[2]
+    for i in prange(n):
+        out[i] = 0
+        e = np.empty((16, c), dtype=out.dtype)  # one tile's 4x4 window gradient
+        for ty in range(th):
+            y0 = 2 * ty - pad_h
+            for tx in range(tw):
+                x0 = 2 * tx - pad_w
+                for ch in range(c):
+                    d = dv[:, i, ty, tx, ch]
+                    # columns: f[a][s] = (dV B^T)[a][s]
+                    f00, f10, f20, f30 = d[0], d[4], d[8], d[12]
+                    f01 = (d[1] - d[2]) + d[3]
+                    f11 = (d[5] - d[6]) + d[7]
+                    f21 = (d[9] - d[10]) + d[11]
+                    f31 = (d[13] - d[14]) + d[15]
+                    f02 = (d[1] + d[2]) - d[0]
+                    f12 = (d[5] + d[6]) - d[4]
+                    f22 = (d[9] + d[10]) - d[8]
+                    f32 = (d[13] + d[14]) - d[12]
+                    f03, f13, f23, f33 = -d[3], -d[7], -d[11], -d[15]
+                    # rows: e[r][s] = (B f)[r][s]
+                    e[0, ch], e[1, ch], e[2, ch], e[3, ch] = f00, f01, f02, f03
+                    e[4, ch] = (f10 - f20) + f30
+                    e[5, ch] = (f11 - f21) + f31
+                    e[6, ch] = (f12 - f22) + f32
+                    e[7, ch] = (f13 - f23) + f33
+                    e[8, ch] = (f10 + f20) - f00
+                    e[9, ch] = (f11 + f21) - f01
+                    e[10, ch] = (f12 + f22) - f02
+                    e[11, ch] = (f13 + f23) - f03
+                    e[12, ch], e[13, ch], e[14, ch], e[15, ch] = -f30, -f31, -f32, -f33
+                for r in range(max(0, -y0), min(4, h - y0)):
+                    for s in range(max(0, -x0), min(4, w - x0)):
+                        for ch in range(c):
+                            out[i, y0 + r, x0 + s, ch] += e[4 * r + s, ch]
+
+
+# --------------------------------------------------------------------------------------------
+# Max pooling with stride == kernel and ReLU's backward: one pass each
+# --------------------------------------------------------------------------------------------
+
+
+@njit(parallel=True, cache=True)
+def max_pool_forward(
+    x: np.ndarray, kh: int, kw: int, out: np.ndarray, argmax: np.ndarray
+) -> bool:  # pragma: no cover
+    """Max and argmax (first maximum, row-major window order) of every kh x kw window
+    (stride = kernel) of channels-last ``x`` (n, H, W, C) into ``out`` and ``argmax`` (n,
+    H // kh, W // kw, C). Returns whether a NaN was seen (then the results are not used)."""
+    n, oh, ow, c = out.shape
+    nan_seen = 0
+    for i in prange(n):
+        for oy in range(oh):
+            for ox in range(ow):
+                y, x0 = oy * kh, ox * kw
+                for ch in range(c):
+                    value = x[i, y, x0, ch]
+                    nan_seen += value != value
+                    out[i, oy, ox, ch] = value
+                    argmax[i, oy, ox, ch] = 0
+                for k in range(1, kh * kw):  # the rest of the window, channels innermost
+                    y, x0 = oy * kh + k // kw, ox * kw + k % kw
+                    for ch in range(c):
+                        value = x[i, y, x0, ch]
+                        nan_seen += value != value
+                        larger = value > out[i, oy, ox, ch]
+                        out[i, oy, ox, ch] = value if larger else out[i, oy, ox, ch]
+                        argmax[i, oy, ox, ch] = k if larger else argmax[i, oy, ox, ch]
+    return nan_seen > 0
+
+
+@njit(parallel=True, cache=True)
+def max_pool_backward(
+    grad: np.ndarray, argmax: np.ndarray, kh: int, kw: int, out: np.ndarray
+) -> None:  # pragma: no cover
+    """Every window pixel of ``out`` (n, H, W, C; channels-last) gets its window's output
+    gradient if it is the argmax, else 0; pixels in no window (floor mode) get 0."""
+    n, oh, ow, c = grad.shape
+    h, w = out.shape[1], out.shape[2]
+    zero = out.dtype.type(0)
+    for i in prange(n):
+        for y in range(oh * kh, h):
+            out[i, y] = 0
+        for oy in range(oh):
+            for ky in range(kh):
+                y = oy * kh + ky
+                for x0 in range(ow * kw, w):
+                    out[i, y, x0] = 0
+                for ox in range(ow):
+                    for kx in range(kw):
+                        k = ky * kw + kx
+                        x0 = ox * kw + kx
+                        for ch in range(c):
+                            g = grad[i, oy, ox, ch]
+                            out[i, y, x0, ch] = g if argmax[i, oy, ox, ch] == k else zero
+
+
+@njit(parallel=True, cache=True)
+def relu_backward(
+    grad: np.ndarray, out: np.ndarray, result: np.ndarray
+) -> None:  # pragma: no cover
+    """``result = 0 where out <= 0 else grad``, over 1-D arrays."""
+    zero = result.dtype.type(0)
+    for i in prange(grad.shape[0]):
+        result[i] = zero if out[i] <= 0 else grad[i]
+
+
+__all__ = [
+    "add_input_grad",
+    "get_num_threads",
+    "max_pool_backward",
+    "max_pool_forward",
+    "relu_backward",
+    "set_num_threads",
+    "transform_grad",
+    "transform_input",
+    "transform_output",
+]
