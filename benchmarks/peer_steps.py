@@ -198,7 +198,7 @@ def tinygrad_step(
     from tinygrad import Context, Device, Tensor, TinyJit
     from tinygrad import nn as tnn
 
-    Device.DEFAULT = "CPU"
+    assert Device.DEFAULT == "CPU", Device.DEFAULT  # DEV=CPU, set by main()
     convs = [tnn.Conv2d(c_in, c_out, k, padding=pad) for c_in, c_out, k, pad in net["convs"]]
     d0, d1, d2 = net["dense"]
     fc0, fc1 = tnn.Linear(d0, d1), tnn.Linear(d1, d2)
@@ -287,6 +287,15 @@ def blas_info() -> list[dict[str, Any]]:
     return [{k: lib.get(k) for k in keys} for lib in threadpool_info()]
 
 
+def installed_version(library: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(library.split("-")[0])
+    except PackageNotFoundError:
+        return "-"
+
+
 def measure(library: str, net_name: str, steps: int, warmup: int, pause_s: float) -> dict:
     result: dict[str, Any] = {"library": library, "net": net_name}
     version, step, dtypes = BUILDERS[library](NETS[net_name])
@@ -330,12 +339,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.library.startswith("keras"):
         os.environ["KERAS_BACKEND"] = args.library.split("-")[1]
+    if args.library.startswith("tinygrad"):  # its CPU device (clang), on 2 threads as all
+        os.environ.setdefault("NUM_CPU_THREADS", str(THREADS))
+        os.environ["DEV"] = "CPU"
     try:
         result = measure(args.library, args.net, args.steps, args.warmup, args.pause)
     except Exception as error:  # a library that cannot train this net: say how it failed
         result = {
             "library": args.library,
             "net": args.net,
+            "version": installed_version(args.library),
             "error": f"{type(error).__name__}: {error}".splitlines()[0][:300],
         }
     json.dump(result, sys.stdout)
