@@ -6,6 +6,8 @@
   (``numpy-generic``) and the docstring examples (``--doctest-modules``).
 - ``nox -s lint``: ruff check, ruff format --check and mypy over ``src/xpnet``.
 - ``nox -s bench``: the benchmarks (not a default session).
+- ``nox -s peers``: xpnet against PyTorch, Keras, Chainer, DeZero and tinygrad, each in a
+  virtualenv of its own under ``.peers/`` (not a default session; see benchmarks/peers.py).
 
 PyTorch is the tests' reference: ``XPNET_TORCH`` names the requirement to install
 (default ``torch==2.13.0``); CuPy's wheel is ``XPNET_CUPY`` (default ``cupy-cuda13x``).
@@ -65,3 +67,11 @@ def bench(session: nox.Session) -> None:
     session.install(*requirements)
     for script in ("ops.py", "mnist.py", "profile_step.py"):
         session.run("python", f"benchmarks/{script}", *session.posargs)
+
+
+@nox.session
+def peers(session: nox.Session) -> None:
+    """The same two nets' training step in xpnet and each peer library, one process each
+    (``-- --quick``: one short round; ``-- --only xpnet,chainer``: a subset)."""
+    session.install(".[plot,numba]", TORCH, "threadpoolctl")
+    session.run("python", "benchmarks/peers.py", *session.posargs, env={"MPLBACKEND": "Agg"})

@@ -268,6 +268,7 @@ def keras_step(net: dict[str, Any]) -> tuple[str, Callable[[], Any], Callable[[]
 
 BUILDERS: dict[str, Callable[..., tuple[str, Callable[[], Any], Callable[[], list[str]]]]] = {
     "xpnet": xpnet_step,
+    "xpnet-no-numba": xpnet_step,  # run with XPNET_NUMBA=0 by peers.py
     "torch": torch_step,
     "chainer": chainer_step,
     "dezero": dezero_step,

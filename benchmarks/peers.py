@@ -50,6 +50,7 @@ TORCH = os.environ.get("XPNET_TORCH", "torch==2.13.0")
 # library -> (virtualenv name or None for this interpreter, install steps)
 PEERS: dict[str, tuple[str | None, list[list[str]]]] = {
     "xpnet": (None, []),
+    "xpnet-no-numba": (None, []),  # XPNET_NUMBA=0: without the optional compiled loops
     "torch": (None, []),
     "keras-torch": ("keras", [["keras==3.15.1", TORCH, "jax", "scipy", "threadpoolctl"]]),
     "keras-numpy": ("keras", []),
@@ -107,6 +108,8 @@ def run_one(library: str, net: str, coretype: str, args: argparse.Namespace) -> 
     env.pop("OPENBLAS_L2_SIZE", None)
     if coretype != "native":
         env["OPENBLAS_CORETYPE"] = coretype
+    if library == "xpnet-no-numba":
+        env["XPNET_NUMBA"] = "0"
     env["PYTHONPATH"] = str(ROOT / "src") if PEERS[library][0] is None else ""
     command = [python_of(PEERS[library][0]), str(HERE / "peer_steps.py"), library, net]
     command += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
@@ -199,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setup-only", action="store_true")
     parser.add_argument("--quick", action="store_true", help="1 round, 3 steps, native only")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--tag", default="peers", help="file name suffix (default: peers)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.steps, args.warmup, args.coretypes = 1, 3, 1, "native"
@@ -252,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     facts.pop("env", None)
     section["quick"] = args.quick
     label = re.sub(r"[^a-z0-9]+", "-", f"{facts['cpu']} {facts['cpu_count']}cpu".lower())
-    stem = f"{label.strip('-')}-{date.today().isoformat()}-peers{'-quick' if args.quick else ''}"
+    stem = f"{label.strip('-')}-{date.today().isoformat()}-{args.tag}{'-quick' if args.quick else ''}"
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{stem}.json"
     path.write_text(json.dumps({"machine": facts, "peers": section}, indent=2))

@@ -65,3 +65,28 @@ def test_mnist_benchmark_with_the_resnet_and_augmentation(tmp_path):
     for impl in ("xpnet-numpy", "torch-cpu"):
         assert len(section["results"][impl]["test_accuracy_per_epoch"]) == 1
     assert list(tmp_path.glob("*-mnist-mnist_resnet.png"))
+
+
+@pytest.mark.slow
+def test_peers_benchmark_quick_with_the_libraries_of_this_environment(tmp_path):
+    """peers.py with the libraries that need no virtualenv of their own (xpnet with and
+    without the compiled loops, PyTorch): each in its own process, results and table."""
+    pytest.importorskip("torch")
+    args = ["--quick", "--only", "xpnet,xpnet-no-numba", "--out", str(tmp_path)]
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "peers.py"), *args],
+        capture_output=True, text=True, timeout=900,
+        env={**__import__("os").environ, "MPLBACKEND": "Agg"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = tmp_path.glob("*-peers-quick.json")
+    section = json.loads(path.read_text())["peers"]
+    assert section["libraries"] == ["torch", "xpnet", "xpnet-no-numba"]
+    for library in section["libraries"]:
+        assert "error" not in section["info"][library], section["info"][library]
+        assert section["info"][library]["dtypes"] in (["float32"], ["torch.float32"])
+        for net in ("A", "B"):
+            assert section["median_ms"][library][f"{net} native"] > 0
+    assert section["ratio_to_torch"]["torch"]["A native"] == 1.0
+    assert "| xpnet | " in result.stdout
+    assert list(tmp_path.glob("*-peers-quick.png"))

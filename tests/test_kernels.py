@@ -231,7 +231,7 @@ def test_kernel_equals_generic_op(backend, op, compiled, monkeypatch):
     if not usable:
         pytest.skip(f"backend {backend} unavailable: {reason}")
     if compiled and _compiled.loops is None:
-        pytest.skip("numba is not installed: the compiled loops are not available")
+        pytest.skip("no compiled loops (numba not installed, or XPNET_NUMBA=0)")
     monkeypatch.setattr(_compiled, "ENABLED", compiled)
     assert op in CASES, f"the {backend} kernel for {op!r} has no inputs in CASES: add them"
     calls = []

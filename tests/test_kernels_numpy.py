@@ -113,7 +113,7 @@ def test_both_col2im_methods_agree():
 # --------------------------------------------------------------------------------------------
 
 needs_numba = pytest.mark.skipif(
-    _compiled.loops is None, reason="numba is not installed: no compiled loops to check"
+    _compiled.loops is None, reason="no compiled loops (numba not installed, or XPNET_NUMBA=0)"
 )
 
 

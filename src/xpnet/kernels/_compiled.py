@@ -2,7 +2,8 @@
 
 :mod:`xpnet.kernels.numba_loops` holds a few NumPy kernels' passes as Numba loops: one pass
 over memory where NumPy needs several. It is imported only if Numba is installed, and used
-only while :data:`ENABLED` (``XPNET_NUMBA=0`` starts a process without it); each kernel
+only while :data:`ENABLED` (``XPNET_NUMBA=0`` starts a process without it, Numba not even
+imported); each kernel
 that uses it falls back to its NumPy passes otherwise, and ``tests/test_kernels_numpy.py``
 checks both give the same results.
 """
@@ -14,13 +15,14 @@ import os
 from collections.abc import Iterator
 from types import ModuleType
 
-loops: ModuleType | None
-try:
-    from . import numba_loops as loops
-except ImportError:  # pragma: no cover - depends on the environment
-    loops = None
+loops: ModuleType | None = None
+if os.environ.get("XPNET_NUMBA", "1") != "0":  # XPNET_NUMBA=0: not even imported
+    try:
+        from . import numba_loops as loops
+    except ImportError:  # pragma: no cover - depends on the environment
+        loops = None
 
-ENABLED: bool = loops is not None and os.environ.get("XPNET_NUMBA", "1") != "0"
+ENABLED: bool = loops is not None
 
 
 def available() -> ModuleType | None:
