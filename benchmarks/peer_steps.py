@@ -29,6 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -269,6 +270,7 @@ def keras_step(net: dict[str, Any]) -> tuple[str, Callable[[], Any], Callable[[]
 BUILDERS: dict[str, Callable[..., tuple[str, Callable[[], Any], Callable[[], list[str]]]]] = {
     "xpnet": xpnet_step,
     "xpnet-no-numba": xpnet_step,  # run with XPNET_NUMBA=0 by peers.py
+    "xpnet-before": xpnet_step,  # an older source tree's xpnet (peers.py --before)
     "torch": torch_step,
     "chainer": chainer_step,
     "dezero": dezero_step,
@@ -318,6 +320,10 @@ def measure(library: str, net_name: str, steps: int, warmup: int, pause_s: float
         dtypes=sorted(set(dtypes())),
         blas=blas_info(),
     )
+    if library.startswith("xpnet"):  # which source tree ran (peers.py --before)
+        import xpnet
+
+        result["source"] = str(Path(xpnet.__file__).parent)
     if library.startswith("keras"):
         import keras
 

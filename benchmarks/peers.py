@@ -51,6 +51,7 @@ TORCH = os.environ.get("XPNET_TORCH", "torch==2.13.0")
 PEERS: dict[str, tuple[str | None, list[list[str]]]] = {
     "xpnet": (None, []),
     "xpnet-no-numba": (None, []),  # XPNET_NUMBA=0: without the optional compiled loops
+    "xpnet-before": (None, []),  # the xpnet of --before TREE (an older commit's worktree)
     "torch": (None, []),
     "keras-torch": ("keras", [["keras==3.15.1", TORCH, "jax", "scipy", "threadpoolctl"]]),
     "keras-numpy": ("keras", []),
@@ -111,6 +112,8 @@ def run_one(library: str, net: str, coretype: str, args: argparse.Namespace) -> 
     if library == "xpnet-no-numba":
         env["XPNET_NUMBA"] = "0"
     env["PYTHONPATH"] = str(ROOT / "src") if PEERS[library][0] is None else ""
+    if library == "xpnet-before":
+        env["PYTHONPATH"] = str(Path(args.before).resolve() / "src")
     command = [python_of(PEERS[library][0]), str(HERE / "peer_steps.py"), library, net]
     command += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
@@ -203,10 +206,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 round, 3 steps, native only")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--tag", default="peers", help="file name suffix (default: peers)")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another xpnet source tree (e.g. `git worktree add /tmp/old COMMIT`): "
+        "its xpnet runs as the row xpnet-before",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.steps, args.warmup, args.coretypes = 1, 3, 1, "native"
-    libraries = args.only.split(",") if args.only else list(PEERS)
+    libraries = args.only.split(",") if args.only else [p for p in PEERS if p != "xpnet-before"]
+    if args.before and "xpnet-before" not in libraries:
+        libraries.append("xpnet-before")
+    if "xpnet-before" in libraries and not args.before:
+        parser.error("the row xpnet-before needs --before TREE")
     unknown = sorted(set(libraries) - set(PEERS))
     if unknown:
         parser.error(f"--only: unknown libraries {unknown}; known: {sorted(PEERS)}")
@@ -235,7 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     info: dict[str, dict[str, Any]] = {}
     for run in runs:
         entry = info.setdefault(run["library"], {})
-        for key in ("version", "dtypes", "blas", "keras_backend", "torch_mkldnn", "error"):
+        for key in (
+            "version",
+            "source",
+            "dtypes",
+            "blas",
+            "keras_backend",
+            "torch_mkldnn",
+            "error",
+        ):
             if key in run and key not in entry:
                 entry[key] = run[key]
     section = {
@@ -245,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             f"2 threads; {args.rounds} rounds"
         ),
         "libraries": libraries,
+        "before_tree": str(args.before) if args.before else None,
         "coretypes": coretypes,
         "median_ms": medians(runs),
         "ratio_to_torch": ratios_to_torch(runs),
@@ -256,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     facts.pop("env", None)
     section["quick"] = args.quick
     label = re.sub(r"[^a-z0-9]+", "-", f"{facts['cpu']} {facts['cpu_count']}cpu".lower())
-    stem = f"{label.strip('-')}-{date.today().isoformat()}-{args.tag}{'-quick' if args.quick else ''}"
+    stem = (
+        f"{label.strip('-')}-{date.today().isoformat()}-{args.tag}{'-quick' if args.quick else ''}"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{stem}.json"
     path.write_text(json.dumps({"machine": facts, "peers": section}, indent=2))
