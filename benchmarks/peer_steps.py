@@ -52,6 +52,17 @@ def batch(labels_dtype: Any = np.int64) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def sequential(nn: Any, net: dict[str, Any]) -> Any:
+    """``net`` as ``nn.Sequential`` of a library whose layers are spelled as PyTorch's
+    (``torch.nn`` and ``xpnet.nn``)."""
+    layers: list[Any] = []
+    for c_in, c_out, k, pad in net["convs"]:
+        layers += [nn.Conv2d(c_in, c_out, k, padding=pad), nn.ReLU(), nn.MaxPool2d(2)]
+    d0, d1, d2 = net["dense"]
+    layers += [nn.Flatten(), nn.Linear(d0, d1), nn.ReLU(), nn.Linear(d1, d2)]
+    return nn.Sequential(*layers)
+
+
 # --------------------------------------------------------------------------------------------
 # One builder per library: returns (version, step, dtypes), where step() runs one training
 # step to completion and dtypes() lists the dtype names of the logits and the parameters.
@@ -62,12 +73,7 @@ def xpnet_step(net: dict[str, Any]) -> tuple[str, Callable[[], Any], Callable[[]
     import xpnet
     from xpnet import nn, optim
 
-    layers: list[Any] = []
-    for c_in, c_out, k, pad in net["convs"]:
-        layers += [nn.Conv2d(c_in, c_out, k, padding=pad), nn.ReLU(), nn.MaxPool2d(2)]
-    d0, d1, d2 = net["dense"]
-    layers += [nn.Flatten(), nn.Linear(d0, d1), nn.ReLU(), nn.Linear(d1, d2)]
-    model = nn.Sequential(*layers)
+    model = sequential(nn, net)
     opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     loss = nn.CrossEntropyLoss(check_range=False)
     x, y = batch()
@@ -91,12 +97,7 @@ def torch_step(net: dict[str, Any]) -> tuple[str, Callable[[], Any], Callable[[]
     from torch import nn
 
     torch.set_num_threads(THREADS)
-    layers: list[Any] = []
-    for c_in, c_out, k, pad in net["convs"]:
-        layers += [nn.Conv2d(c_in, c_out, k, padding=pad), nn.ReLU(), nn.MaxPool2d(2)]
-    d0, d1, d2 = net["dense"]
-    layers += [nn.Flatten(), nn.Linear(d0, d1), nn.ReLU(), nn.Linear(d1, d2)]
-    model = nn.Sequential(*layers)
+    model = sequential(nn, net)
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     x, y = (torch.from_numpy(a) for a in batch())
     out: list[Any] = []

@@ -16,21 +16,11 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peer_steps
 from xpnet import nn, optim
-
-
-def build(net: dict[str, Any]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for c_in, c_out, k, pad in net["convs"]:
-        layers += [nn.Conv2d(c_in, c_out, k, padding=pad), nn.ReLU(), nn.MaxPool2d(2)]
-    d0, d1, d2 = net["dense"]
-    layers += [nn.Flatten(), nn.Linear(d0, d1), nn.ReLU(), nn.Linear(d1, d2)]
-    return nn.Sequential(*layers)
 
 
 def clock_layers(model: nn.Sequential, times: dict[str, list[float]]) -> None:
@@ -58,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("net", choices=sorted(peer_steps.NETS))
     parser.add_argument("--steps", type=int, default=15)
     args = parser.parse_args(argv)
-    model = build(peer_steps.NETS[args.net])
+    model = peer_steps.sequential(nn, peer_steps.NETS[args.net])
     opt = optim.SGD(model.parameters(), lr=peer_steps.LR, momentum=peer_steps.MOMENTUM)
     loss = nn.CrossEntropyLoss(check_range=False)
     x, y = peer_steps.batch()
