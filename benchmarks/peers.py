@@ -128,18 +128,15 @@ def ratios_to_torch(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per library, net and kernel set: the median over rounds of (library / PyTorch) of
     the same round (paired ratios)."""
     by_key = {(r["library"], r["net"], r["coretype"], r["round"]): r for r in runs}
-    ratios: dict[str, dict[str, float]] = {}
+    ratios: dict[str, dict[str, list[float]]] = {}
     for (library, net, coretype, round_), run in by_key.items():
         torch_run = by_key.get(("torch", net, coretype, round_))
         if "median_ms" not in run or torch_run is None or "median_ms" not in torch_run:
             continue
         key = f"{net} {coretype}"
-        ratios.setdefault(library, {}).setdefault(key, [])  # type: ignore[arg-type]
-        ratios[library][key].append(run["median_ms"] / torch_run["median_ms"])  # type: ignore[attr-defined]
-    return {
-        lib: {key: statistics.median(values) for key, values in per.items()}  # type: ignore[arg-type]
-        for lib, per in ratios.items()
-    }
+        ratio = run["median_ms"] / torch_run["median_ms"]
+        ratios.setdefault(library, {}).setdefault(key, []).append(ratio)
+    return _median_of_each(ratios)
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -149,7 +146,11 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         if "times_ms" in run:
             key = f"{run['net']} {run['coretype']}"
             steps.setdefault(run["library"], {}).setdefault(key, []).extend(run["times_ms"])
-    return {lib: {k: statistics.median(v) for k, v in per.items()} for lib, per in steps.items()}
+    return _median_of_each(steps)
+
+
+def _median_of_each(values: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    return {lib: {k: statistics.median(v) for k, v in per.items()} for lib, per in values.items()}
 
 
 def table(section: dict[str, Any]) -> str:

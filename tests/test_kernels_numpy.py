@@ -221,3 +221,41 @@ def test_a_gradient_of_the_wrong_shape_is_an_error_not_a_crash(compiled, compile
         F.avg_pool2d_backward(wrong, avg_saved)
     with pytest.raises(ValueError, match="relu_backward: grad_out"):
         F.relu_backward(wrong, relu_saved)
+
+
+@needs_numba
+def test_compiled_tile_transforms_are_the_winograd_matrices():
+    """Each compiled transform, on random tiles, against the matrices of F(2x2, 3x3) it
+    spells out as adds: V = B^T d B, Y = A^T M A, dM = A dY A^T, d(input) = B dV B^T."""
+    from xpnet.kernels.numba_loops import (
+        add_input_grad,
+        transform_grad,
+        transform_input,
+        transform_output,
+    )
+    from xpnet.kernels.winograd import A_T, B_T
+
+    rng = np.random.default_rng(5)
+    d = rng.standard_normal((1, 4, 4, 3))  # one padded 4x4 image: one tile, 3 channels
+    v = np.empty((16, 1, 1, 1, 3))
+    transform_input(d, v)
+    expected = np.einsum("ar,nrsc,bs->abc", B_T, d, B_T).reshape(16, 3)
+    np.testing.assert_allclose(v.reshape(16, 3), expected, rtol=1e-13, atol=1e-13)
+
+    m = rng.standard_normal((16, 1, 1, 1, 3))
+    y = np.empty((1, 2, 2, 3))
+    transform_output(m, np.zeros(0), y)
+    expected = np.einsum("ya,abc,xb->yxc", A_T, m.reshape(4, 4, 3), A_T)
+    np.testing.assert_allclose(y[0], expected, rtol=1e-13, atol=1e-13)
+
+    g = rng.standard_normal((1, 2, 2, 3))
+    dm = np.empty((16, 1, 1, 1, 3))
+    transform_grad(g, dm)
+    expected = np.einsum("ya,nyxc,xb->abc", A_T, g, A_T).reshape(16, 3)
+    np.testing.assert_allclose(dm.reshape(16, 3), expected, rtol=1e-13, atol=1e-13)
+
+    dv = rng.standard_normal((16, 1, 1, 1, 3))
+    dx = np.empty((1, 4, 4, 3))
+    add_input_grad(dv, 0, 0, dx)
+    expected = np.einsum("ar,abc,bs->rsc", B_T, dv.reshape(4, 4, 3), B_T)
+    np.testing.assert_allclose(dx[0], expected, rtol=1e-13, atol=1e-13)

@@ -572,13 +572,14 @@ def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @register(BACKEND, "relu_backward")
 def relu_backward(grad_out: np.ndarray, out: np.ndarray) -> np.ndarray:
     """The gradient where the output is positive (or NaN, as PyTorch), else 0."""
-    grad_out = same_layout(grad_out, out)
-    flat = _flat_view(grad_out), _flat_view(out)
-    if _compiled.available() and flat[0] is not None and flat[1] is not None:  # one pass
-        result = np.empty_like(out, dtype=grad_out.dtype)  # out's layout, as grad_out's
-        with _compiled.one_thread() as loops:
-            loops.relu_backward(flat[0], flat[1], _flat_view(result))
-        return result
+    if _compiled.available():  # one pass over flat memory, both arrays in out's layout
+        grad_out = same_layout(grad_out, out)
+        flat_grad, flat_out = _flat_view(grad_out), _flat_view(out)
+        if flat_grad is not None and flat_out is not None:
+            result = np.empty_like(out, dtype=grad_out.dtype)  # out's layout
+            with _compiled.one_thread() as loops:
+                loops.relu_backward(flat_grad, flat_out, _flat_view(result))
+            return result
     return zero_where(out <= 0, grad_out)
 
 

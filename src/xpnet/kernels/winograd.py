@@ -38,7 +38,8 @@ from .._typing import IntPair
 from . import _compiled
 
 # The transform matrices of F(2x2, 3x3): input B^T (4x4), weight G (4x3), output A^T (2x4).
-# numba_loops spells B^T and A^T out as adds; G is applied here.
+# numba_loops spells B^T and A^T out as adds (tests/test_kernels_numpy.py checks them against
+# these matrices); G is applied here.
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
