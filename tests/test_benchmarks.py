@@ -6,6 +6,7 @@ No timing is asserted: performance is shown in benchmarks/, not in tests.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,17 +16,22 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    """``benchmarks/<script> ARGS`` in a fresh interpreter, matplotlib without a display."""
+    return subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["ops.py", "mnist.py", "profile_step.py"])
 def test_benchmark_script_quick(script, tmp_path):
     pytest.importorskip("torch")
-    result = subprocess.run(
-        [sys.executable, str(BENCH / script), "--quick", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**__import__("os").environ, "MPLBACKEND": "Agg"},
-    )
+    result = run_script(script, "--quick", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     files = list(tmp_path.glob("*.json"))
     assert len(files) == 1
@@ -53,11 +59,7 @@ def test_mnist_benchmark_with_the_resnet_and_augmentation(tmp_path):
     """The residual net's torch twin (BatchNorm, Residual, global pooling) trains beside it."""
     pytest.importorskip("torch")
     args = ["--quick", "--model", "mnist_resnet", "--augment", "--epochs", "1"]
-    result = subprocess.run(
-        [sys.executable, str(BENCH / "mnist.py"), *args, "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=900,
-        env={**__import__("os").environ, "MPLBACKEND": "Agg"},
-    )  # fmt: skip
+    result = run_script("mnist.py", *args, "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = tmp_path.glob("*.json")
     section = json.loads(path.read_text())["mnist-mnist_resnet"]
@@ -73,11 +75,7 @@ def test_peers_benchmark_quick_with_the_libraries_of_this_environment(tmp_path):
     without the compiled loops, PyTorch): each in its own process, results and table."""
     pytest.importorskip("torch")
     args = ["--quick", "--only", "xpnet,xpnet-no-numba", "--out", str(tmp_path)]
-    result = subprocess.run(
-        [sys.executable, str(BENCH / "peers.py"), *args],
-        capture_output=True, text=True, timeout=900,
-        env={**__import__("os").environ, "MPLBACKEND": "Agg"},
-    )  # fmt: skip
+    result = run_script("peers.py", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = tmp_path.glob("*-peers-quick.json")
     section = json.loads(path.read_text())["peers"]
