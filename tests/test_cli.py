@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -104,6 +105,43 @@ def test_bad_checkpoint_and_data_dir(tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
     assert main(["train", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "IDX file not found" in capsys.readouterr().err
+
+
+def _damaged(kind, good, tmp_path):
+    """A copy of the checkpoint ``good`` damaged in one way: ``kind`` names it."""
+    path = tmp_path / f"{kind}.npz"
+    data = good.read_bytes()
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    else:  # "mismatched": a valid archive whose weights do not fit its spec
+        with np.load(good) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        arrays["model/0.weight"] = arrays["model/0.weight"][:, :, :3, :3]
+        np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("empty", r"empty\.npz: not a checkpoint: the file is empty \(0 bytes\)"),
+        ("truncated", r"truncated\.npz: damaged checkpoint: the \.npz archive is truncated"),
+        ("random", r"random\.npz: not a checkpoint: not an \.npz \(zip\) archive"),
+        ("mismatched", r"mismatched\.npz: its weights do not fit the architecture it records "
+                       r"\(load_state_dict: 0\.weight must have shape"),
+    ],
+)  # fmt: skip
+def test_a_damaged_checkpoint_is_one_line_and_exit_2(trained, tmp_path, capsys, kind, message):
+    path = _damaged(kind, trained / "model.npz", tmp_path)
+    for command in (["evaluate", str(path)], ["predict", str(path), str(path)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and re.search(message, err), err
+        assert "allow_pickle" not in err and "Traceback" not in err
 
 
 def test_info_and_module_entry_point():

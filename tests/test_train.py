@@ -149,7 +149,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 def test_bad_checkpoint_file(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match=r"bad.npz: not an xpnet checkpoint"):
+    with pytest.raises(ValueError, match=r"bad.npz: not a checkpoint: not an .npz \(zip\)"):
         load_checkpoint(bad)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "none.npz")

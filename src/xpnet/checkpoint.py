@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -67,20 +69,19 @@ class Checkpoint:
 
     def __init__(self, path: str | Path, *, backend: str | None = None) -> None:
         self.path = Path(path)
-        try:
-            with np.load(self.path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-            meta = json.loads(arrays.pop("meta").tobytes().decode())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"checkpoint not found: {self.path}") from None
-        except (KeyError, ValueError, OSError) as exc:
-            raise ValueError(f"{self.path}: not an xpnet checkpoint ({exc})") from None
+        arrays, meta = _read(self.path)
         self.meta = meta
         self.state: dict[str, Any] = meta.get("state", {})
-        self.model = from_spec(meta["architecture"], backend=backend)
-        self.model.load_state_dict(
-            {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
-        )
+        try:
+            self.model = from_spec(meta["architecture"], backend=backend)
+            self.model.load_state_dict(
+                {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            raise ValueError(
+                f"{self.path}: its weights do not fit the architecture it records ({reason})"
+            ) from None
         self._optim_arrays = {
             k.removeprefix("optim/"): v for k, v in arrays.items() if k.startswith("optim/")
         }
@@ -99,6 +100,42 @@ class Checkpoint:
         )
         if scheduler is not None and "scheduler" in self.meta:
             scheduler.load_state_dict(self.meta["scheduler"])
+
+
+def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and the metadata of the checkpoint at ``path``; one ``ValueError`` line
+    naming the file and what is wrong with it when it is not a readable checkpoint."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint not found: {path}") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ValueError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from None
+    if not head:
+        raise ValueError(f"{path}: not a checkpoint: the file is empty (0 bytes)")
+    if head != b"PK\x03\x04":
+        raise ValueError(
+            f"{path}: not a checkpoint: not an .npz (zip) archive (it starts with {head!r})"
+        )
+    try:
+        # our own handle: np.load(path) leaves its file open when the archive is bad
+        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise ValueError(
+            f"{path}: damaged checkpoint: the .npz archive is truncated or corrupt "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    if "meta" not in arrays:
+        raise ValueError(f"{path}: not an xpnet checkpoint: no 'meta' entry in the archive")
+    try:
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+        if not isinstance(meta, dict) or "architecture" not in meta:
+            raise ValueError("no architecture recorded")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path}: damaged checkpoint: its metadata is unreadable ({exc})") from None
+    return arrays, meta
 
 
 def load_checkpoint(path: str | Path, *, backend: str | None = None) -> Checkpoint:

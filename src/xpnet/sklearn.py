@@ -6,10 +6,10 @@ Examples
 >>> from sklearn.datasets import load_digits
 >>> from xpnet.sklearn import CNNClassifier
 >>> X, y = load_digits(return_X_y=True)  # 8x8 images as 64 features
->>> clf = CNNClassifier(epochs=10, batch_size=32, random_state=0).fit(X[:500] / 16, y[:500])
->>> clf.image_shape_, clf.model_name_
-((1, 8, 8), 'small_cnn')
->>> bool(clf.score(X[500:1000] / 16, y[500:1000]) > 0.8)
+>>> clf = CNNClassifier(random_state=0).fit(X[:500] / 16, y[:500])
+>>> clf.image_shape_, clf.model_name_, clf.epochs_, clf.augment_
+((1, 8, 8), 'small_cnn', 200, 1)
+>>> bool(clf.score(X[500:1000] / 16, y[500:1000]) > 0.9)
 True
 """
 
@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import models, optim
 from ._backend import asarray, backend_of, backend_status, is_array, to_numpy
+from .augment import RandomShift
 from .nn import CrossEntropyLoss, Module, from_spec
 from .train import fit, probabilities
 
@@ -39,6 +40,27 @@ def expected_failed_checks(estimator: Any) -> dict[str, str]:
     ``sample_weight``).
     """
     return {}
+
+
+AUTO_STEPS = 800
+"""``epochs="auto"`` trains for at least this many optimizer steps (and 2 epochs)."""
+AUTO_MAX_EPOCHS = 500
+"""... and at most this many epochs (a dataset smaller than ``AUTO_STEPS / 500`` batches)."""
+
+
+def auto_epochs(n_samples: int, batch_size: int) -> int:
+    """The epochs ``epochs="auto"`` trains: at least 2 and enough for :data:`AUTO_STEPS`
+    steps of ``batch_size``, at most :data:`AUTO_MAX_EPOCHS`.
+
+    Examples
+    --------
+    >>> auto_epochs(55_000, 128)  # MNIST: 430 steps an epoch, as ``xpnet train``
+    2
+    >>> auto_epochs(1_198, 128)  # two thirds of scikit-learn's digits: 10 steps an epoch
+    80
+    """
+    steps_per_epoch = -(-n_samples // batch_size)
+    return min(max(2, -(-AUTO_STEPS // steps_per_epoch)), AUTO_MAX_EPOCHS)
 
 
 def _array_api_dispatch() -> bool:
@@ -64,7 +86,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         ``(n, n_features)``. By default 4-D input gives it, and flat input is taken as
         square one-channel images when ``n_features`` is a square number, else as
         ``1 x n_features`` strips.
-    epochs : int, default=2
+    epochs : int or "auto", default="auto"
+        Passes over the training data. ``"auto"`` trains for at least 800 optimizer steps
+        and at least 2 epochs (at most 500): 2 epochs of MNIST's 55,000 images at batch
+        128 (860 steps, what ``xpnet train`` does), 80 epochs of 1,200 digits (10 steps
+        an epoch). With Adam's one-cycle schedule, 800 steps is what small data needs to
+        converge (a fixed 2 epochs are 20 steps there, and underfit); see
+        :func:`auto_epochs`. ``epochs_`` says what a fit took.
     batch_size : int, default=128
     optimizer : {"adam", "sgd"}, default="adam"
         Adam, or SGD with Nesterov momentum 0.9; with a one-cycle schedule over ``fit``.
@@ -75,6 +103,19 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         Default: the backend of ``X`` as scikit-learn hands it over (NumPy unless
         ``sklearn.set_config(array_api_dispatch=True)``, when CuPy or torch input stays
         where it is).
+    augment : "auto", int or None, default="auto"
+        Random shifts of each training batch by up to this many pixels (on the device,
+        zero-filled; :class:`xpnet.augment.RandomShift`). ``"auto"``: 1 pixel for images
+        of at least 8x8 (4-D input, ``image_shape``, or flat input with a square number
+        of features >= 64), none for anything smaller, which is more likely a few
+        features than a picture. ``None`` or 0: no augmentation.
+    dtype : {"float32", "float64"}, default="float32"
+        The precision the net trains in (float32: twice the speed of float64 on CPUs,
+        more on GPUs). Predictions are computed in ``X``'s precision, as scikit-learn's
+        ``MLPClassifier`` does: float32 input in float32, anything else (float64,
+        integers) in float64 through a float64 copy of the trained weights, so a
+        sample's probabilities do not depend on its position in the batch (beyond
+        float64 rounding) or on the BLAS kernels the CPU picks.
     random_state : int, optional
         Seeds the weights and the batch order; ``None`` draws a fresh seed per fit.
     verbose : int, default=0
@@ -92,6 +133,12 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         The trained net, on ``backend_``.
     model_name_ : str
         The name of the net that was built (``"custom"`` for a spec or callable).
+    dtype_ : str
+        ``"float32"`` or ``"float64"``: the precision the net was trained in.
+    augment_ : int
+        The largest random shift (pixels) the last fit applied; 0 for none.
+    epochs_ : int
+        The epochs the last ``fit`` trained (see ``epochs``).
     history_ : xpnet.train.History
         Per-epoch loss and accuracy of the last ``fit``/``partial_fit``.
     """
@@ -101,11 +148,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         model: str | Mapping[str, Any] | Callable[..., Module] = "mnist_cnn",
         *,
         image_shape: tuple[int, ...] | None = None,
-        epochs: int = 2,
+        epochs: int | str = "auto",
         batch_size: int = 128,
         optimizer: str = "adam",
         lr: float | None = None,
         backend: str | None = None,
+        augment: str | int | None = "auto",
+        dtype: str = "float32",
         random_state: int | None = None,
         verbose: int = 0,
     ) -> None:
@@ -116,6 +165,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.optimizer = optimizer
         self.lr = lr
         self.backend = backend
+        self.augment = augment
+        self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
 
@@ -166,12 +217,31 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         side = math.isqrt(n_features)
         return (1, side, side) if side * side == n_features else (1, 1, n_features)
 
-    def _images(self, X: Any) -> Any:
-        """X as (n, C, H, W) float32 on the net's backend and device."""
+    def _images(self, X: Any, dtype: str) -> Any:
+        """X as (n, C, H, W) in ``dtype``, on the net's backend and device."""
         if X.ndim == 2:
             X = _namespace(X).reshape(X, (X.shape[0], *self.image_shape_))
         device = _device_of(self.model_.parameters()[0].data)  # the net's device
-        return asarray(X, backend=self.backend_, dtype="float32", device=device)
+        return asarray(X, backend=self.backend_, dtype=dtype, device=device)
+
+    def _resolve_dtype(self) -> str:
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(
+                f"CNNClassifier: dtype must be 'float32' or 'float64'; got {self.dtype!r}"
+            )
+        return str(self.dtype)
+
+    def _resolve_augment(self) -> int:
+        if self.augment == "auto":
+            _, height, width = self.image_shape_
+            return 1 if min(height, width) >= 8 else 0
+        if self.augment is None:
+            return 0
+        if isinstance(self.augment, bool) or not isinstance(self.augment, int) or self.augment < 0:
+            raise ValueError(
+                f"CNNClassifier: augment must be 'auto', None or an int >= 0; got {self.augment!r}"
+            )
+        return self.augment
 
     # ----------------------------------------------------------------------------------
     # Fitting
@@ -191,6 +261,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 f"CNNClassifier: optimizer must be 'adam' or 'sgd'; got {self.optimizer!r}"
             )
         self.image_shape_ = self._resolve_image_shape(X)
+        self.dtype_ = self._resolve_dtype()
+        self.augment_ = self._resolve_augment()
         self.backend_ = self.backend or backend_of(X)
         usable, reason = backend_status(self.backend_)
         if not usable:
@@ -199,7 +271,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.seed_ = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
         self.model_, self.model_name_ = self._build(len(self.classes_))
         self.model_.to(
-            self.backend_, device=_device_of(X) if backend_of(X) == self.backend_ else None
+            self.backend_,
+            device=_device_of(X) if backend_of(X) == self.backend_ else None,
+            dtype=self.dtype_,
         )
         self.lr_ = optim.DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr)
         self.optimizer_ = self._make_optimizer()
@@ -231,7 +305,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         return net, "custom"
 
     def _train(self, X: Any, y: Any, epochs: int, schedule: bool) -> None:
-        images = self._images(X)
+        images = self._images(X, self.dtype_)
         labels = np.searchsorted(self.classes_, to_numpy(y))
         steps = epochs * -(-images.shape[0] // self.batch_size)
         scheduler = optim.OneCycleLR(self.optimizer_, self.lr_, max(steps, 2)) if schedule else None
@@ -246,6 +320,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             batch_size=self.batch_size,
             seed=self.seed_ + self.epochs_done_,
             scheduler=scheduler,
+            augment=RandomShift(self.augment_, seed=self.seed_ + self.epochs_done_)
+            if self.augment_
+            else None,
             progress=self.verbose > 1,
             log=print if self.verbose > 0 else None,
         )
@@ -266,11 +343,22 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"CNNClassifier: epochs must be an int >= 1; got {self.epochs!r}")
+        auto = self.epochs == "auto"
+        if not auto and (
+            not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1
+        ):
+            raise ValueError(
+                f"CNNClassifier: epochs must be 'auto' or an int >= 1; got {self.epochs!r}"
+            )
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(
+                f"CNNClassifier: batch_size must be an int >= 1; got {self.batch_size!r}"
+            )
         X, y = self._validate(X, y, reset=True)
         self._initialise(X, y)
-        self._train(X, y, self.epochs, schedule=True)
+        n_samples = int(X.shape[0])
+        self.epochs_ = auto_epochs(n_samples, self.batch_size) if auto else int(self.epochs)
+        self._train(X, y, self.epochs_, schedule=True)
         return self
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> CNNClassifier:
@@ -296,12 +384,23 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     def _probabilities(self, X: Any) -> Any:
         check_is_fitted(self)
         X, _ = self._validate(X, reset=False)
-        return probabilities(self.model_, self._images(X)), X
+        dtype = "float32" if "float32" in str(X.dtype) else "float64"  # X's precision
+        return probabilities(self._model_in(dtype), self._images(X, dtype)), X
+
+    def _model_in(self, dtype: str) -> Module:
+        """The trained net, or a copy of it cast to ``dtype`` (on the same device)."""
+        if dtype == self.dtype_:
+            return self.model_
+        device = _device_of(self.model_.parameters()[0].data)
+        copy = from_spec(self.model_.spec(), backend=self.backend_)
+        copy.to(self.backend_, device=device, dtype=dtype)
+        copy.load_state_dict(self.model_.state_dict())
+        return copy
 
     def predict_proba(self, X: Any) -> Any:
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order.
 
-        NumPy float64, or with ``sklearn.set_config(array_api_dispatch=True)`` an array of
+        NumPy float64 (computed in ``X``'s precision: see ``dtype``), or with ``sklearn.set_config(array_api_dispatch=True)`` an array of
         ``X``'s type and device.
         """
         probs, X = self._probabilities(X)
@@ -338,6 +437,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if not backend_status(self.backend_)[0]:  # e.g. trained on a GPU, loaded without one
             self.backend_ = "numpy"
         self.model_ = from_spec(net["spec"], backend=self.backend_)
+        self.model_.to(self.backend_, dtype=self.__dict__.get("dtype_", "float32"))
         self.model_.load_state_dict(net["weights"])
         self.optimizer_ = self._make_optimizer()  # a fresh one: partial_fit goes on from here
 

@@ -154,14 +154,23 @@ class Module:
         """Evaluation mode: ``train(False)``."""
         return self.train(False)
 
-    def to(self, backend: str, *, device: Any = None) -> Module:
+    def to(self, backend: str, *, device: Any = None, dtype: str | None = None) -> Module:
         """Move every parameter and buffer to ``backend`` (and ``device``); gradients are
-        dropped."""
+        dropped.
+
+        ``dtype`` (``"float32"`` or ``"float64"``) also casts the parameters and the
+        floating-point buffers (BatchNorm's running statistics; its step counter stays an
+        integer): a float64 net computes in float64 throughout.
+        """
+        if dtype not in (None, "float32", "float64"):
+            raise ValueError(f"Module.to: dtype must be 'float32' or 'float64'; got {dtype!r}")
         for param in self.parameters():
-            param.data = asarray(param.data, backend=backend, device=device)
+            param.data = asarray(param.data, backend=backend, device=device, dtype=dtype)
             param.grad = None
         for _, buffer in self.named_buffers():
-            buffer.data = asarray(buffer.data, backend=backend, device=device)
+            floating = "float" in str(buffer.data.dtype)
+            cast = dtype if floating else None
+            buffer.data = asarray(buffer.data, backend=backend, device=device, dtype=cast)
         return self
 
     def _state_entries(self) -> dict[str, Parameter | Buffer]:
