@@ -134,7 +134,9 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if not isinstance(meta, dict) or "architecture" not in meta:
             raise ValueError("no architecture recorded")
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path}: damaged checkpoint: its metadata is unreadable ({exc})") from None
+        raise ValueError(
+            f"{path}: damaged checkpoint: its metadata is unreadable ({exc})"
+        ) from None
     return arrays, meta
 
 
