@@ -150,3 +150,64 @@ def test_make_optimizer_names_the_recipe_and_rejects_others():
     assert (sgd.momentum, sgd.nesterov) == (0.9, True)
     with pytest.raises(ValueError, match="optimizer must be one of adam, sgd; got 'rmsprop'"):
         optim.make_optimizer("rmsprop", params, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"), CONFIGS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CONFIGS)]
+)
+def test_flat_buffer_update_is_bit_identical_to_one_at_a_time(xp, rng, name, kwargs):
+    """The flat path (one buffer, whole-buffer operations) against ``flat = False``."""
+    shapes = [(4, 3), (4,), (2, 3, 3, 3)]
+    values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    runs = []
+    for flat in (True, False):
+        params = [Parameter(on(xp, v, "float32")) for v in values]
+        opt = getattr(optim, name)(params, **kwargs)
+        opt.flat = flat
+        steps = np.random.default_rng(1)
+        for _ in range(4):
+            for p in params:
+                p.grad = on(xp, steps.standard_normal(p.shape).astype(np.float32), "float32")
+            opt.step()
+        runs.append((params, opt))
+    (flat_params, flat_opt), (params, opt) = runs
+    for a, b in zip(flat_params, params):
+        np.testing.assert_array_equal(as_np(a.data), as_np(b.data))
+    saved, reference = flat_opt.state_dict(), opt.state_dict()
+    assert saved["state"].keys() == reference["state"].keys()
+    for key, value in reference["state"].items():
+        np.testing.assert_array_equal(saved["state"][key], value)
+
+
+def test_flat_parameters_are_views_and_repacked_when_replaced(xp):
+    from xpnet.optim.flat import FlatParameters
+
+    params = [
+        Parameter(on(xp, np.ones((2, 3)), "float32")),
+        Parameter(on(xp, np.ones(2), "float32")),
+    ]
+    opt = optim.SGD(params, lr=0.5, momentum=0.9)
+    for p in params:
+        p.grad = on(xp, np.ones(p.shape), "float32")
+    opt.step()
+    flat = opt.flat_parameters()
+    assert isinstance(flat, FlatParameters) and flat.data.shape == (8,)
+    np.testing.assert_array_equal(as_np(flat.data), 0.5)
+    params[0].data = on(xp, np.full((2, 3), 7.0), "float32")  # e.g. load_state_dict
+    opt.step()  # packs again: 7 - 0.5 * (0.9 * 1 + 1)
+    np.testing.assert_allclose(as_np(params[0].data), 7.0 - 0.5 * 1.9, rtol=1e-6)
+    np.testing.assert_allclose(as_np(params[1].data), 0.5 - 0.5 * 1.9, rtol=1e-6)
+    assert opt.flat_parameters().data.shape == (8,)
+
+
+def test_optimizer_state_round_trips_through_the_flat_path(xp, rng):
+    params = [Parameter(on(xp, rng.standard_normal((3, 2)), "float32"))]
+    opt = optim.Adam(params, lr=0.01)
+    params[0].grad = on(xp, np.ones((3, 2)), "float32")
+    opt.step()
+    restored = optim.Adam([Parameter(on(xp, as_np(params[0].data).copy(), "float32"))], lr=0.01)
+    restored.load_state_dict(opt.state_dict())
+    restored.params[0].grad = params[0].grad
+    opt.step()
+    restored.step()
+    np.testing.assert_array_equal(as_np(restored.params[0].data), as_np(params[0].data))

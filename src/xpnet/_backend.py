@@ -136,6 +136,22 @@ def backend_of(x: Any) -> str:
     return type(x).__module__.split(".")[0]
 
 
+def take_nonnegative(xp: Any, x: Any, index: Any, *, axis: int) -> Any:
+    """``xp.take(x, index, axis=axis)`` for an ``index`` known to hold no negative values
+    (the gathers of ``xpnet.functional._windows``, built by xpnet itself).
+
+    The same on every backend but torch, where array-api-compat's ``take`` first maps
+    negative indices (``where(index < 0, index + n, index)``: three more operations a
+    call, each a kernel launch on a GPU); with no negative index to map,
+    ``torch.index_select`` is the whole of it.
+    """
+    if array_api_compat.is_torch_array(x):
+        import torch
+
+        return torch.index_select(x, axis, index)
+    return xp.take(x, index, axis=axis)
+
+
 def plain_backend(*arrays: Any) -> str | None:
     """The backend of ``arrays`` if they are plain arrays of one backend, else ``None``.
 

@@ -29,7 +29,7 @@ import array_api_compat.numpy as np_namespace
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from ._backend import asarray, backend_of, to_numpy
+from ._backend import asarray, backend_of, take_nonnegative, to_numpy
 from ._typing import Array, Namespace
 from .checkpoint import load_checkpoint, save_checkpoint
 from .functional import softmax
@@ -124,31 +124,44 @@ def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
 
 @dataclass
 class _Totals:
-    """Loss and accuracy sums of the epoch so far (on the device) and its time."""
+    """Loss and accuracy sums of the epoch's steps read back so far, and its time.
 
-    loss_sum: Array
-    correct: Array
+    ``seen`` counts every step's images; the sums include the steps up to the last
+    read-back (:meth:`_Run.read_back`), which runs before anyone looks at them."""
+
+    loss_sum: float
+    correct: int
     seen: int
     seconds: float
 
     @classmethod
-    def start(cls, xp: Namespace, dev: Any, partial: dict[str, Any]) -> _Totals:
+    def start(cls, partial: dict[str, Any]) -> _Totals:
         """Zero, or the sums a checkpoint saved mid-epoch (``partial``)."""
         return cls(
-            xp.asarray(partial.get("loss_sum", 0.0), dtype=xp.float64, device=dev),
-            xp.asarray(partial.get("correct", 0), dtype=xp.int64, device=dev),
+            float(partial.get("loss_sum", 0.0)),
+            int(partial.get("correct", 0)),
             int(partial.get("seen", 0)),
             float(partial.get("seconds", 0.0)),
         )
 
     def to_dict(self) -> dict[str, float]:
-        """Read back to the host, JSON-friendly (one transfer per value)."""
+        """JSON-friendly."""
         return {
-            "loss_sum": float(self.loss_sum),
-            "correct": int(self.correct),
+            "loss_sum": self.loss_sum,
+            "correct": self.correct,
             "seen": self.seen,
             "seconds": self.seconds,
         }
+
+
+@dataclass
+class _Pending:
+    """A step's results still on the device, until the next read-back."""
+
+    global_step: int
+    loss: Array
+    logits: Array
+    labels: Array
 
 
 class _Run:
@@ -171,7 +184,7 @@ class _Run:
         self.n = int(self.x.shape[0])
         self.steps_per_epoch = math.ceil(self.n / settings["batch_size"])
         self.history = History()
-        self.window: list[tuple[int, Array]] = []  # (global step, loss) not yet checked
+        self.window: list[_Pending] = []  # steps not yet read back
         self.start_epoch, self.start_step = 0, 0
         self.partial: dict[str, Any] = {}
 
@@ -216,10 +229,13 @@ class _Run:
         )
 
     def step(self, index: Array, totals: _Totals, global_step: int) -> None:
-        """One training step on the batch ``x[index]``; adds its loss and hits to ``totals``
-        and keeps the loss to be checked for NaN/inf at the next read-back."""
+        """One training step on the batch ``x[index]``; its loss and logits are kept on
+        the device until the next read-back (:meth:`read_back`) adds them to ``totals``
+        and checks the loss for NaN/inf: no device operation or host sync for metrics
+        inside a step."""
         xp = self.xp
-        xb, yb = xp.take(self.x, index, axis=0), xp.take(self.y, index, axis=0)
+        xb = take_nonnegative(xp, self.x, index, axis=0)  # a permutation's slice: >= 0
+        yb = take_nonnegative(xp, self.y, index, axis=0)
         if self.settings["augment"] is not None:
             xb = self.settings["augment"](xb)
         logits = self.model(xb)
@@ -228,12 +244,8 @@ class _Run:
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        size = int(xb.shape[0])
-        totals.loss_sum = totals.loss_sum + xp.astype(batch_loss, xp.float64) * size
-        hits = xp.argmax(logits, axis=1) == yb
-        totals.correct = totals.correct + xp.sum(xp.astype(hits, xp.int64))
-        totals.seen += size
-        self.window.append((global_step, batch_loss))
+        totals.seen += int(xb.shape[0])
+        self.window.append(_Pending(global_step, batch_loss, logits, yb))
 
     def epoch(self, epoch: int, interrupted: Callable[[], bool]) -> tuple[_Totals, int | None]:
         """Run the steps of ``epoch``; return the totals and, if Ctrl-C stopped it, the
@@ -242,7 +254,7 @@ class _Run:
         first = self.start_step if epoch == self.start_epoch else 0
         order = np.random.default_rng([self.settings["seed"], epoch]).permutation(self.n)
         order = xp.asarray(order, device=self.device)
-        totals = _Totals.start(xp, self.device, self.partial)
+        totals = _Totals.start(self.partial)
         self.partial = {}
         started = time.perf_counter()
         epochs = self.settings["epochs"]
@@ -259,26 +271,26 @@ class _Run:
                 stopped_at = step + 1
                 break
             if (step + 1) % sync_every == 0:
-                self.check_losses(epoch)
+                self.read_back(epoch, totals)
                 if bar is not None:
                     bar.update(sync_every)
-                    loss, acc = (
-                        float(totals.loss_sum) / totals.seen,
-                        int(totals.correct) / totals.seen,
-                    )
+                    loss, acc = totals.loss_sum / totals.seen, totals.correct / totals.seen
                     bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.4f}")
-        self.check_losses(epoch)
+        self.read_back(epoch, totals)
         if bar is not None:
             bar.close()
         totals.seconds += time.perf_counter() - started
         return totals, stopped_at
 
-    def check_losses(self, epoch: int) -> None:
-        """Read the unchecked losses back in one transfer; raise on the first NaN/inf."""
+    def read_back(self, epoch: int, totals: _Totals) -> None:
+        """Read the pending steps' losses and hits back (two transfers); raise on the
+        first NaN/inf loss, else add them to ``totals``."""
         if not self.window:
             return
-        values = to_numpy(self.xp.stack([loss for _, loss in self.window]))
-        for (global_step, _), value in zip(self.window, values):
+        xp = self.xp
+        values = to_numpy(xp.stack([pending.loss for pending in self.window]))
+        for pending, value in zip(self.window, values):
+            global_step = pending.global_step
             if not np.isfinite(value):
                 step = global_step - epoch * self.steps_per_epoch
                 path = self.checkpoint
@@ -292,6 +304,11 @@ class _Run:
                     f"training stopped: loss is {value} at epoch {epoch + 1}, step {step} "
                     f"(global step {global_step}){kept}"
                 )
+        for pending, value in zip(self.window, values):  # in step order, in float64
+            totals.loss_sum += float(value) * int(pending.labels.shape[0])
+        logits = xp.concat([pending.logits for pending in self.window], axis=0)
+        labels = xp.concat([pending.labels for pending in self.window], axis=0)
+        totals.correct += int(xp.count_nonzero(xp.argmax(logits, axis=1) == labels))
         self.window.clear()
 
     def finish_epoch(self, totals: _Totals, val: tuple[Any, Any] | None) -> None:

@@ -16,7 +16,7 @@ from .._validation import (
     pair,
 )
 from ..kernels import backward_for, kernel_for
-from ._windows import col2im, crop2d, im2col, pad2d
+from ._windows import col2im, im2col, pad2d
 
 
 def check_conv2d_args(
@@ -56,15 +56,14 @@ def conv2d_forward(
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
     oh, ow = output_hw((h, w), (kh, kw), stride_hw, padding_hw)
-    # Channels first, batch second: the columns of all N images form ONE matrix, so the
-    # whole layer is a single (C_out, C_in*kH*kW) @ (C_in*kH*kW, N*oh*ow) product.
-    x_cn = pad2d(xp.permute_dims(x, (1, 0, 2, 3)), padding_hw, xp=xp)
-    cols = im2col(x_cn, (kh, kw), stride_hw, (oh, ow), axis=1, xp=xp)  # (C_in, kH*kW, N, oh, ow)
-    cols = xp.reshape(cols, (c_in * kh * kw, n * oh * ow))
-    out = xp.reshape(weight, (c_out, c_in * kh * kw)) @ cols
+    # Every window of every image in ONE gather: cols (N, C_in*kH*kW, oh*ow); then the
+    # whole layer is ONE batched product (C_out, C_in*kH*kW) @ cols, already in NCHW order.
+    cols = im2col(pad2d(x, padding_hw, xp=xp), (kh, kw), stride_hw, (oh, ow), xp=xp)
+    cols = xp.reshape(cols, (n, c_in * kh * kw, oh * ow))
+    out = xp.reshape(weight, (c_out, c_in * kh * kw)) @ cols  # (N, C_out, oh*ow)
     if bias is not None:
         out = out + bias[:, None]
-    out = xp.permute_dims(xp.reshape(out, (c_out, n, oh, ow)), (1, 0, 2, 3))
+    out = xp.reshape(out, (n, c_out, oh, ow))
     saved = Conv2dSaved(cols, weight, tuple(x.shape), stride_hw, padding_hw, bias is not None)
     return out, saved
 
@@ -124,22 +123,17 @@ def conv2d_backward(
     n, c_in, h, w = saved.x_shape
     c_out, _, kh, kw = saved.weight.shape
     oh, ow = grad_out.shape[-2:]
-    grad_2d = xp.reshape(xp.permute_dims(grad_out, (1, 0, 2, 3)), (c_out, n * oh * ow))
-    grad_weight = xp.reshape(grad_2d @ xp.matrix_transpose(saved.cols), saved.weight.shape)
-    grad_bias = xp.sum(grad_2d, axis=1) if saved.has_bias else None
+    grad_3d = xp.reshape(grad_out, (n, c_out, oh * ow))
+    # (N, C_out, C_in*kH*kW) per image, summed over the batch
+    grad_weight = xp.sum(grad_3d @ xp.matrix_transpose(saved.cols), axis=0)
+    grad_weight = xp.reshape(grad_weight, saved.weight.shape)
+    grad_bias = xp.sum(grad_3d, axis=(0, 2)) if saved.has_bias else None
     if not input_grad:
         return None, grad_weight, grad_bias
     weight_2d = xp.reshape(saved.weight, (c_out, c_in * kh * kw))
-    grad_cols = xp.reshape(xp.matrix_transpose(weight_2d) @ grad_2d, (c_in, kh * kw, n, oh, ow))
-    ph, pw = saved.padding
-    grad_x_cn = col2im(
-        lambda k: grad_cols[:, k, ...],
-        grad_out,
-        (c_in, n, h + 2 * ph, w + 2 * pw),
-        (kh, kw),
-        saved.stride,
-        (oh, ow),
-        xp=xp,
+    grad_cols = xp.matrix_transpose(weight_2d) @ grad_3d  # (N, C_in*kH*kW, oh*ow)
+    grad_cols = xp.reshape(grad_cols, (n, c_in, kh * kw, oh * ow))
+    grad_x = col2im(
+        grad_cols, (n, c_in, h, w), saved.padding, (kh, kw), saved.stride, (oh, ow), xp=xp
     )
-    grad_x = xp.permute_dims(crop2d(grad_x_cn, saved.padding), (1, 0, 2, 3))
     return grad_x, grad_weight, grad_bias

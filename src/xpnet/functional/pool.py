@@ -17,7 +17,7 @@ from .._validation import (
     pair,
 )
 from ..kernels import backward_for, kernel_for
-from ._windows import col2im, crop2d, im2col, pad2d
+from ._windows import col2im, im2col, pad2d, window_offsets
 
 
 def check_pool_args(
@@ -67,28 +67,26 @@ def _pool_forward(
         result = fast(x, kernel, stride=stride_hw, padding=padding_hw)
         if result is not None:
             return result
+    n, c = x.shape[:2]
     out_hw = output_hw(tuple(x.shape[-2:]), kernel, stride_hw, padding_hw)
-    windows = im2col(pad2d(x, padding_hw, fill, xp=xp), kernel, stride_hw, out_hw, axis=0, xp=xp)
-    out, argmax = reduce(windows, xp)  # windows: (kH*kW, N, C, out_h, out_w)
+    windows = im2col(pad2d(x, padding_hw, fill, xp=xp), kernel, stride_hw, out_hw, xp=xp)
+    out, argmax = reduce(windows, xp)  # windows: (N, C, kH*kW, out_h*out_w), one gather
+    out = xp.reshape(out, (n, c, *out_hw))
+    argmax = None if argmax is None else xp.reshape(argmax, (n, c, *out_hw))
     return out, Pool2dSaved(argmax, tuple(x.shape), kernel, stride_hw, padding_hw)
 
 
-def _pool_backward(
-    grad_out: Array, saved: Pool2dSaved, contribution: Callable[[int], Array], *, xp: Namespace
-) -> Array:
-    """Sum each window offset's ``contribution(k)`` back into the (cropped) input."""
-    n, c, h, w = saved.x_shape
-    ph, pw = saved.padding
-    padded = col2im(
-        contribution,
-        grad_out,
-        (n, c, h + 2 * ph, w + 2 * pw),
-        saved.kernel,
-        saved.stride,
-        tuple(grad_out.shape[-2:]),
-        xp=xp,
-    )
-    return crop2d(padded, saved.padding)
+def _pool_backward(grad_out: Array, saved: Pool2dSaved, values: Array, *, xp: Namespace) -> Array:
+    """Sum the window values ``values`` (N, C, kH*kW, out_h*out_w) back into the input."""
+    out_hw = tuple(grad_out.shape[-2:])
+    return col2im(values, saved.x_shape, saved.padding, saved.kernel, saved.stride, out_hw, xp=xp)
+
+
+def _windowed(grad_out: Array, xp: Namespace) -> Array:
+    """``grad_out`` (N, C, out_h, out_w) as (N, C, 1, out_h*out_w), to broadcast over the
+    window offsets."""
+    n, c, oh, ow = grad_out.shape
+    return xp.reshape(grad_out, (n, c, 1, oh * ow))
 
 
 def _check_pool_grad(func: str, grad_out: Array, saved: Pool2dSaved) -> None:
@@ -98,11 +96,11 @@ def _check_pool_grad(func: str, grad_out: Array, saved: Pool2dSaved) -> None:
 
 
 def _max_of_windows(windows: Array, xp: Namespace) -> tuple[Array, Array | None]:
-    return xp.max(windows, axis=0), xp.argmax(windows, axis=0)  # first maximum, as PyTorch
+    return xp.max(windows, axis=2), xp.argmax(windows, axis=2)  # first maximum, as PyTorch
 
 
 def _mean_of_windows(windows: Array, xp: Namespace) -> tuple[Array, Array | None]:
-    return xp.mean(windows, axis=0), None
+    return xp.mean(windows, axis=2), None
 
 
 def max_pool2d_forward(
@@ -159,10 +157,9 @@ def max_pool2d_backward(grad_out: Array, saved: Pool2dSaved) -> Array:
     if kernel is not None:
         return kernel(grad_out, saved)
     xp = namespace_of("max_pool2d_backward", grad_out=grad_out)
-    zero = xp.zeros_like(grad_out)
-    return _pool_backward(
-        grad_out, saved, lambda k: xp.where(saved.argmax == k, grad_out, zero), xp=xp
-    )
+    kk = saved.kernel[0] * saved.kernel[1]
+    picked = _windowed(saved.argmax, xp) == window_offsets(kk, xp=xp, like=saved.argmax)
+    return _pool_backward(grad_out, saved, xp.where(picked, _windowed(grad_out, xp), 0.0), xp=xp)
 
 
 def avg_pool2d_forward(
@@ -204,8 +201,10 @@ def avg_pool2d_backward(grad_out: Array, saved: Pool2dSaved) -> Array:
     if kernel is not None:
         return kernel(grad_out, saved)
     xp = namespace_of("avg_pool2d_backward", grad_out=grad_out)
-    share = grad_out / (saved.kernel[0] * saved.kernel[1])
-    return _pool_backward(grad_out, saved, lambda k: share, xp=xp)
+    kk = saved.kernel[0] * saved.kernel[1]
+    n, c, oh, ow = grad_out.shape
+    share = xp.broadcast_to(_windowed(grad_out / kk, xp), (n, c, kk, oh * ow))
+    return _pool_backward(grad_out, saved, share, xp=xp)
 
 
 def adaptive_avg_pool2d_forward(x: Array, output_size: int | IntPair) -> tuple[Array, Pool2dSaved]:

@@ -99,12 +99,29 @@ def cross_entropy_forward(
     check_floating(logits, "logits", "cross_entropy", xp=xp)
     n, n_classes = logits.shape
     check_labels(labels, n, n_classes, check_range=check_range, xp=xp)
-    classes = xp.arange(n_classes, device=device(logits))
-    one_hot = xp.astype(labels[:, None] == classes, logits.dtype)
-    log_probs = log_softmax_forward(logits, axis=1)[0]
+    one_hot = xp.astype(labels[:, None] == _classes(n_classes, xp, labels), logits.dtype)
+    shifted = logits - xp.max(logits, axis=1, keepdims=True)
+    e = xp.exp(shifted)
+    total = xp.sum(e, axis=1, keepdims=True)
+    log_probs = shifted - xp.log(total)
     # asarray: NumPy reductions give a scalar; the loss is a 0-d array on every backend.
-    loss = xp.asarray(-xp.sum(one_hot * log_probs) / n)
-    return loss, CrossEntropySaved(xp.exp(log_probs), one_hot)
+    loss = xp.asarray(xp.sum(one_hot * log_probs) * (-1.0 / n))
+    return loss, CrossEntropySaved(e / total, one_hot)
+
+
+_CLASSES: dict[tuple[str, str, int, str], Array] = {}
+
+
+def _classes(n_classes: int, xp: Namespace, labels: Array) -> Array:
+    """``arange(n_classes)`` in ``labels``' dtype and device, made once (one operation less
+    a step on a device)."""
+    key = (xp.__name__, str(device(labels)), n_classes, str(labels.dtype))
+    classes = _CLASSES.get(key)
+    if classes is None:
+        if len(_CLASSES) > 64:
+            _CLASSES.clear()
+        classes = _CLASSES[key] = xp.arange(n_classes, dtype=labels.dtype, device=device(labels))
+    return classes
 
 
 def cross_entropy(logits: Array, labels: Array, *, check_range: bool = True) -> Array:

@@ -11,6 +11,7 @@ from array_api_compat import array_namespace
 from .._typing import Array
 from .._validation import finite_number
 from ..nn.module import Parameter
+from .flat import FlatParameters, FlatState
 from .optimizer import Optimizer
 
 
@@ -70,6 +71,29 @@ class Adam(Optimizer):
         step_size = self.lr / (1.0 - beta1**t)
         denom = xp.sqrt(v) / math.sqrt(1.0 - beta2**t) + self.eps
         param.data = data - step_size * (m / denom)
+
+    def _update_flat(self, flat: FlatParameters, grad: Array, state: FlatState) -> None:
+        # _update's arithmetic, in the same order, on flat buffers updated in place
+        xp = flat.xp
+        beta1, beta2 = self.betas
+        data = flat.data
+        if self.weight_decay and self.decoupled:
+            data *= 1.0 - self.lr * self.weight_decay
+        elif self.weight_decay:
+            grad = grad + self.weight_decay * data
+        m, v = state.get("exp_avg"), state.get("exp_avg_sq")
+        if m is None or v is None:
+            state.set("exp_avg", (1.0 - beta1) * grad)
+            state.set("exp_avg_sq", (1.0 - beta2) * grad * grad)
+            m, v = state.get("exp_avg"), state.get("exp_avg_sq")
+        else:
+            m += (1.0 - beta1) * (grad - m)
+            v *= beta2
+            v += (1.0 - beta2) * grad * grad
+        t = self.step_count
+        step_size = self.lr / (1.0 - beta1**t)
+        denom = xp.sqrt(v) / math.sqrt(1.0 - beta2**t) + self.eps
+        data -= step_size * (m / denom)
 
 
 class AdamW(Adam):

@@ -11,13 +11,20 @@ from .._backend import asarray, backend_of, to_numpy
 from .._typing import Array
 from .._validation import finite_number
 from ..nn.module import Parameter
+from .flat import FlatParameters, FlatState
 
 
 class Optimizer:
     """Holds ``params``, the learning rate ``lr`` and a state dict per parameter.
 
     The state arrays (momentum buffers, Adam moments) live on the parameters' backend.
+    Where the backend allows (:mod:`xpnet.optim.flat`), the parameters become views of one
+    flat buffer on the first step and every update is a few whole-buffer operations;
+    ``flat = False`` updates one parameter at a time instead, with bit-identical results.
     """
+
+    flat: bool = True
+    """Update all parameters through one flat buffer where possible (see above)."""
 
     def __init__(self, params: Iterable[Parameter], lr: float) -> None:
         self.params = list(params)
@@ -32,18 +39,55 @@ class Optimizer:
         self.lr = finite_number(lr, "lr", type(self).__name__)
         self.step_count = 0
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
+        self._flat: FlatParameters | None = None
+        self._flat_state: FlatState | None = None
+        self._flat_possible: bool | None = None
 
     def zero_grad(self) -> None:
         """Forget every parameter's gradient (layers overwrite them on ``backward`` anyway)."""
         for param in self.params:
             param.grad = None
 
-    def step(self) -> None:
-        """Update every parameter that has a gradient."""
+    def flat_parameters(self) -> FlatParameters | None:
+        """The flat buffer of all parameters (packed on first use), or ``None`` where this
+        optimizer updates them one at a time."""
+        if not self.flat:
+            return None
+        if self._flat is None:
+            if self._flat_possible is None:
+                self._flat_possible = FlatParameters.possible(self.params)
+            if not self._flat_possible:
+                return None
+            self._flat = FlatParameters(self.params)
+            self._flat_state = FlatState(self._flat, self.state)
+        else:
+            self._flat.ensure_packed()
+        return self._flat
+
+    def step(self, flat_grad: Array | None = None) -> None:
+        """Update every parameter that has a gradient.
+
+        ``flat_grad``: all gradients as one flat buffer (:meth:`FlatParameters.gradient`,
+        e.g. after a data-parallel reduction) to use instead of the parameters' ``.grad``.
+        """
         self.step_count += 1
+        flat = self.flat_parameters()
+        if flat is not None:
+            grad = flat.gradient() if flat_grad is None else flat_grad
+            if grad is not None:
+                assert self._flat_state is not None
+                self._update_flat(flat, grad, self._flat_state)
+                return
+        if flat_grad is not None:
+            raise ValueError(f"{type(self).__name__}.step: flat_grad needs the flat path")
         for param, state in zip(self.params, self.state):
             if param.grad is not None:
                 self._update(param, param.grad, state)
+
+    def _update_flat(self, flat: FlatParameters, grad: Array, state: FlatState) -> None:
+        """Update every parameter at once: ``flat.data`` in place, from the flat gradient
+        ``grad`` and the flat ``state`` (the same formulas as :meth:`_update`)."""
+        raise NotImplementedError
 
     def _update(self, param: Parameter, grad: Array, state: dict[str, Any]) -> None:
         """Update ``param.data`` from its gradient ``grad`` and its ``state``."""
@@ -62,7 +106,8 @@ class Optimizer:
         """Restore what :meth:`state_dict` returned, onto the parameters' backend and device."""
         self.lr = float(state_dict["lr"])
         self.step_count = int(state_dict["step_count"])
-        self.state = [{} for _ in self.params]
+        for entry in self.state:  # the same dicts: the flat state sees them replaced
+            entry.clear()
         for name, value in state_dict["state"].items():
             index, key = name.split(".", 1)
             param = self.params[int(index)]

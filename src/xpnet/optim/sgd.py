@@ -8,6 +8,7 @@ from typing import Any
 from .._typing import Array
 from .._validation import finite_number
 from ..nn.module import Parameter
+from .flat import FlatParameters, FlatState
 from .optimizer import Optimizer
 
 
@@ -52,3 +53,19 @@ class SGD(Optimizer):
             state["momentum_buffer"] = buf
             grad = grad + self.momentum * buf if self.nesterov else buf
         param.data = param.data - self.lr * grad
+
+    def _update_flat(self, flat: FlatParameters, grad: Array, state: FlatState) -> None:
+        # _update's arithmetic, in the same order, on flat buffers updated in place
+        data = flat.data
+        if self.weight_decay:
+            grad = grad + self.weight_decay * data
+        if self.momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                state.set("momentum_buffer", grad + 0.0)
+                buf = state.get("momentum_buffer")
+            else:
+                buf *= self.momentum
+                buf += grad
+            grad = grad + self.momentum * buf if self.nesterov else buf
+        data -= self.lr * grad
