@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": rows,
     }
     path = write_results("launches", payload, args.out)
-    _plot(rows, path.with_suffix(".png"))
+    _plot(rows, path.with_name(f"{path.stem}-launches.png"))
     print(f"\nwrote {path}")
     return 0
 
