@@ -1,4 +1,4 @@
-"""The ``xpnet`` command: train, evaluate, predict, summary, info."""
+"""The ``xpnet`` command: train, evaluate, predict, summary, export, info."""
 
 from __future__ import annotations
 
@@ -150,6 +150,18 @@ def _parser() -> argparse.ArgumentParser:
         "summary", help="layers, output shapes, parameters, multiply-adds", formatter_class=defaults
     )
     su.add_argument("--model", choices=list(models.MODELS), default="mnist_cnn", help="net")
+
+    ex = commands.add_parser(
+        "export", help="write a checkpoint as an ONNX file", formatter_class=defaults
+    )
+    ex.add_argument("checkpoint", type=Path, help="a model.npz written by xpnet train")
+    ex.add_argument("output", type=Path, help="the .onnx file to write")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    ex.add_argument(
+        "--input-shape",
+        default="1,28,28",
+        help="C,H,W of the images (the batch size stays dynamic)",
+    )
 
     commands.add_parser("info", help="backends, devices and versions")
     return parser
@@ -380,6 +392,24 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .onnx import ExportError, export
+
+    try:
+        shape = tuple(int(part) for part in args.input_shape.split(","))
+    except ValueError:
+        raise CLIError(
+            f"--input-shape must be C,H,W (e.g. 1,28,28); got {args.input_shape!r}"
+        ) from None
+    try:
+        ckpt = load_checkpoint(args.checkpoint, backend="numpy")
+        path = export(ckpt.model, args.output, input_shape=shape, opset=args.opset)
+    except (FileNotFoundError, ExportError, ValueError, OSError) as exc:
+        raise CLIError(f"export: {exc}") from None
+    print(f"wrote {path} (opset {args.opset}, input images N x {' x '.join(map(str, shape))})")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     print(f"xpnet {__version__}, Python {platform.python_version()} on {platform.machine()}")
     for name, text in device_info().items():
@@ -396,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         "predict": cmd_predict,
         "summary": cmd_summary,
         "info": cmd_info,
+        "export": cmd_export,
     }
     try:
         _check_numbers(args)
