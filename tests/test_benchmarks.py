@@ -28,17 +28,29 @@ def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["ops.py", "mnist.py", "profile_step.py"])
+@pytest.mark.parametrize(
+    "script", ["ops.py", "mnist.py", "profile_step.py", "launches.py", "inference.py"]
+)
 def test_benchmark_script_quick(script, tmp_path):
     pytest.importorskip("torch")
+    if script == "inference.py":
+        pytest.importorskip("onnxruntime")
     result = run_script(script, "--quick", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     files = list(tmp_path.glob("*.json"))
     assert len(files) == 1
     data = json.loads(files[0].read_text())
     assert {"cpu", "cpu_count", "versions", "date"} <= set(data["machine"])
-    section = data[{"ops.py": "ops", "mnist.py": "mnist", "profile_step.py": "profile"}[script]]
+    sections = {"ops.py": "ops", "mnist.py": "mnist", "profile_step.py": "profile",
+                "launches.py": "launches", "inference.py": "inference"}  # fmt: skip
+    section = data[sections[script]]
     assert section["quick"] is True
+    if script == "launches.py":
+        step = section["steps"]["mnist_cnn/adam"]
+        assert 0 < step["xpnet"]["ops"] <= 100 and step["torch"]["ops"] > 0
+    if script == "inference.py":
+        assert len(section["results"]) == 8
+        assert all(row["latency_ms"] > 0 for row in section["results"].values())
     if script == "ops.py":
         assert section["cases"]
         for case in section["cases"]:
