@@ -58,6 +58,8 @@ step "evaluate on numpy" evaluate-numpy.log \
     python3 -m xpnet evaluate "$OUT/run-$GPU_BACKEND/model.npz" --backend numpy "${LIMIT[@]}"
 step "bench ops" bench-ops.log python3 benchmarks/ops.py --out "$OUT/results" "${QUICK[@]}"
 step "bench mnist" bench-mnist.log python3 benchmarks/mnist.py --out "$OUT/results" "${QUICK[@]}"
+# device operations per step of the generic path (torch.profiler, on the CPU tensors it counts)
+step "launch counts" launches.log python3 benchmarks/launches.py --out "$OUT/results" "${QUICK[@]}"
 if [ $DRY = 0 ]; then
     step "bench mnist tf32" bench-mnist-tf32.log \
         env CUPY_TF32=1 python3 benchmarks/mnist.py --out "$OUT/results-tf32"
