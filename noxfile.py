@@ -4,6 +4,7 @@
   ``torch`` and ``cupy`` likewise). A backend that is not usable here is skipped with the
   reason, never failed. The numpy session also runs the suite with the kernels off
   (``numpy-generic``) and the docstring examples (``--doctest-modules``).
+- ``nox -s mpi``: data-parallel training under ``mpiexec -n 2`` (``tests/test_distributed.py``).
 - ``nox -s lint``: ruff check, ruff format --check and mypy over ``src/xpnet``.
 - ``nox -s bench``: the benchmarks (not a default session).
 - ``nox -s peers``: xpnet against PyTorch, Keras, Chainer, DeZero and tinygrad, each in a
@@ -21,7 +22,7 @@ import shutil
 import nox
 
 nox.options.default_venv_backend = "virtualenv"
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests", "mpi", "lint"]
 nox.options.reuse_venv = "yes"
 
 BACKENDS = ["numpy", "array_api_strict", "torch", "cupy"]
@@ -47,6 +48,16 @@ def tests(session: nox.Session, backend: str) -> None:
         kernels = str(session.run("python", "-c", where, silent=True)).strip()
         ignore = f"--ignore={kernels}/cupy.py"
         session.run("pytest", "--doctest-modules", ignore, "--pyargs", "xpnet", env=env)
+
+
+@nox.session
+def mpi(session: nox.Session) -> None:
+    """Data-parallel training under ``mpiexec -n 2`` (mpi4py and MPICH's wheel, no system
+    MPI): 2 ranks against one process, SyncBatchNorm, checkpoints across rank counts,
+    failing ranks. Each test starts its ranks with a timeout."""
+    session.install(".[test,mpi]")
+    env = {"XPNET_TEST_BACKENDS": "numpy", "MPLBACKEND": "Agg"}
+    session.run("pytest", "tests/test_distributed.py", *session.posargs, env=env)
 
 
 @nox.session

@@ -91,7 +91,12 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", help=DEVICE_HELP)
     tr.add_argument("--model", choices=list(models.MODELS), default="mnist_cnn", help="net")
     tr.add_argument("--epochs", type=int, default=2, help="passes over the training images")
-    tr.add_argument("--batch-size", type=int, default=128, help="images per step")
+    tr.add_argument(
+        "--batch-size",
+        type=int,
+        default=128,
+        help="images per step; with --distributed the global batch, split evenly over the ranks",
+    )
     tr.add_argument("--optimizer", choices=list(optim.DEFAULT_LR), default="adam", help="optimizer")
     tr.add_argument(
         "--lr",
@@ -126,6 +131,16 @@ def _parser() -> argparse.ArgumentParser:
         "--limit", type=int, help="use only the first N training and test images (default: all)"
     )
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over the processes of mpiexec -n K (pip install 'xpnet[mpi]')",
+    )
+    tr.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="with --distributed: batch norm by the global batch's statistics",
+    )
 
     ev = commands.add_parser(
         "evaluate", help="test accuracy of a checkpoint", formatter_class=defaults
@@ -233,23 +248,48 @@ def _make_optimizer(args: argparse.Namespace, params: list, steps: int) -> tuple
     return opt, None
 
 
+def _communicator(args: argparse.Namespace, backend: str) -> Any:
+    """The data-parallel communicator for ``--distributed`` (else ``None``), its batch
+    checked; each rank's GPU chosen by its rank on the machine."""
+    if args.sync_bn and not args.distributed:
+        raise CLIError("--sync-bn needs --distributed")
+    if not args.distributed:
+        return None
+    from .distributed import DistributedError, init
+
+    try:
+        comm = init()
+    except DistributedError as exc:
+        raise CLIError(str(exc)) from None
+    if args.batch_size % comm.size:
+        raise CLIError(
+            f"--batch-size {args.batch_size} does not split over {comm.size} ranks: with "
+            f"--distributed it is the global batch; give a multiple of {comm.size}"
+        )
+    return comm
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     backend, device = _placement(args)
+    comm = _communicator(args, backend)
     out: Path = args.out
     ckpt = out / "model.npz"
-    if ckpt.exists() and not args.resume:
+    if ckpt.exists() and not args.resume:  # every rank sees it: all stop here
         raise CLIError(f"{ckpt} exists: pass --resume to continue that run, or another --out")
+    if comm is not None:
+        device = device or comm.gpu_device(backend)
+        if comm.rank != 0:  # rank 0 prints and writes; the others train quietly
+            return _train_quietly(args, backend, device, comm)
     train_set, test_set = _load_data(args.data_dir, args.limit)
     train_set, val_set = _split_validation(train_set, args.val, args.seed)
-    model = models.build(args.model, seed=args.seed, backend=backend).to(backend, device=device)
-    steps = args.epochs * -(-len(train_set[0]) // args.batch_size)
-    opt, scheduler = _make_optimizer(args, model.parameters(), steps)
+    model, opt, scheduler = _build(args, backend, device, comm, len(train_set[0]))
     out.mkdir(parents=True, exist_ok=True)
     peak_lr = _peak_lr(args)
     print(
         f"training {args.model} on {backend} ({len(train_set[0])} images, "
         f"{0 if val_set is None else len(val_set[0])} held out for validation, {args.epochs} epochs, "
         f"batch {args.batch_size}, {args.optimizer} peak lr {peak_lr:.1e}, {args.schedule})"
+        + ("" if comm is None else f" on {comm.size} ranks")
     )
     started = time.perf_counter()
     try:
@@ -268,6 +308,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             checkpoint_meta={"normalize": [MNIST_MEAN, MNIST_STD], "model_name": args.model},
             augment=RandomShift(2, seed=args.seed) if args.augment == "shift" else None,
+            distributed=comm,
         )
     except KeyboardInterrupt:
         print(f"interrupted: resume with: xpnet train --out {out} --resume (and the same options)")
@@ -284,6 +325,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     write_report(out, args, backend, history, metrics, probs, test_set[1], elapsed, sizes)
     print(f"test_accuracy: {metrics['accuracy']:.4f}")
+    return 0
+
+
+def _build(
+    args: argparse.Namespace, backend: str, device: Any, comm: Any, n_train: int
+) -> tuple[Any, Any, Any]:
+    """The model (SyncBatchNorm with --sync-bn), its optimizer and schedule."""
+    model = models.build(args.model, seed=args.seed, backend=backend).to(backend, device=device)
+    if args.sync_bn:
+        from .distributed import convert_sync_batchnorm
+
+        model = convert_sync_batchnorm(model, comm)
+    steps = args.epochs * -(-n_train // args.batch_size)
+    opt, scheduler = _make_optimizer(args, model.parameters(), steps)
+    return model, opt, scheduler
+
+
+def _train_quietly(args: argparse.Namespace, backend: str, device: Any, comm: Any) -> int:
+    """A rank other than 0: the same data, model and steps; no output, no files."""
+    train_set, _ = _load_data(args.data_dir, args.limit)
+    train_set, val_set = _split_validation(train_set, args.val, args.seed)
+    model, opt, scheduler = _build(args, backend, device, comm, len(train_set[0]))
+    try:
+        fit(model, CrossEntropyLoss(), opt, train_set, epochs=args.epochs,
+            batch_size=args.batch_size, val=val_set, seed=args.seed, scheduler=scheduler,
+            checkpoint=args.out / "model.npz", resume=args.resume, progress=False, log=None,
+            augment=RandomShift(2, seed=args.seed + comm.rank) if args.augment == "shift" else None,
+            distributed=comm)  # fmt: skip
+    except KeyboardInterrupt:
+        return 130
+    except TrainingDiverged:
+        return 1
     return 0
 
 
@@ -434,3 +507,12 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except Exception:
+        if getattr(args, "distributed", False):  # the other ranks must not wait forever
+            import traceback
+
+            from .distributed import init
+
+            traceback.print_exc()
+            init().abort(1)
+        raise

@@ -162,6 +162,7 @@ class _Pending:
     loss: Array
     logits: Array
     labels: Array
+    global_batch: int  # images in the step's (global) batch; labels holds this rank's
 
 
 class _Run:
@@ -187,6 +188,17 @@ class _Run:
         self.window: list[_Pending] = []  # steps not yet read back
         self.start_epoch, self.start_step = 0, 0
         self.partial: dict[str, Any] = {}
+        self.parallel: Any = None
+        comm = settings.get("distributed")
+        if comm is not None:
+            from .distributed.data_parallel import DataParallel
+
+            self.parallel = DataParallel(comm, settings["batch_size"])
+
+    @property
+    def root(self) -> bool:
+        """Whether this process prints and writes (rank 0, or the only one)."""
+        return self.parallel is None or self.parallel.root
 
     @property
     def checkpoint(self) -> Path | None:
@@ -208,8 +220,12 @@ class _Run:
             log(f"resumed from {path} at epoch {self.start_epoch + 1}, step {self.start_step}")
 
     def save(self, epoch: int, step: int, partial: dict[str, float]) -> None:
-        """Write the checkpoint (if the run has a path): at ``step`` of ``epoch``."""
+        """Write the checkpoint (if the run has a path): at ``step`` of ``epoch``. In a
+        data-parallel run rank 0 writes and the others wait for it at a barrier."""
         if self.checkpoint is None:
+            return
+        if not self.root:
+            self.parallel.comm.barrier()
             return
         keys = ("seed", "epochs", "batch_size")
         state = {
@@ -227,25 +243,39 @@ class _Run:
             scheduler=self.scheduler,
             state=state,
         )
+        if self.parallel is not None:
+            self.parallel.comm.barrier()
 
     def step(self, index: Array, totals: _Totals, global_step: int) -> None:
         """One training step on the batch ``x[index]``; its loss and logits are kept on
         the device until the next read-back (:meth:`read_back`) adds them to ``totals``
         and checks the loss for NaN/inf: no device operation or host sync for metrics
         inside a step."""
-        xp = self.xp
+        xp, parallel = self.xp, self.parallel
+        n_global = int(index.shape[0])
+        if parallel is not None:
+            if n_global < parallel.comm.size:  # a last batch too small to split: skipped
+                return
+            index, _ = parallel.local(index)
+            parallel.broadcast_running_statistics(self.model)
         xb = take_nonnegative(xp, self.x, index, axis=0)  # a permutation's slice: >= 0
         yb = take_nonnegative(xp, self.y, index, axis=0)
         if self.settings["augment"] is not None:
             xb = self.settings["augment"](xb)
         logits = self.model(xb)
         batch_loss = self.loss(logits, yb)
-        self.model.backward(self.loss.backward(), input_grad=False)  # the input is data
-        self.optimizer.step()
+        grad = self.loss.backward()
+        if parallel is None:
+            self.model.backward(grad, input_grad=False)  # the input is data
+            self.optimizer.step()
+        else:
+            scale = parallel.loss_scale(int(yb.shape[0]), n_global)
+            self.model.backward(grad if scale == 1.0 else grad * scale, input_grad=False)
+            self.optimizer.step(flat_grad=parallel.reduce_gradients(self.optimizer))
         if self.scheduler is not None:
             self.scheduler.step()
-        totals.seen += int(xb.shape[0])
-        self.window.append(_Pending(global_step, batch_loss, logits, yb))
+        totals.seen += n_global
+        self.window.append(_Pending(global_step, batch_loss, logits, yb, n_global))
 
     def epoch(self, epoch: int, interrupted: Callable[[], bool]) -> tuple[_Totals, int | None]:
         """Run the steps of ``epoch``; return the totals and, if Ctrl-C stopped it, the
@@ -267,7 +297,7 @@ class _Run:
             self.step(order[step * batch : min((step + 1) * batch, self.n)], totals, global_step)
             if on_step is not None:
                 on_step(global_step)
-            if interrupted():
+            if self._stop_now(interrupted, step):
                 stopped_at = step + 1
                 break
             if (step + 1) % sync_every == 0:
@@ -282,13 +312,30 @@ class _Run:
         totals.seconds += time.perf_counter() - started
         return totals, stopped_at
 
+    def _stop_now(self, interrupted: Callable[[], bool], step: int) -> bool:
+        """Ctrl-C: at once in one process; in a data-parallel run at the next read-back,
+        on every rank together (one collective every ``sync_every`` steps)."""
+        if self.parallel is None:
+            return interrupted()
+        if (step + 1) % self.settings["sync_every"]:
+            return False
+        return not self.parallel.comm.all_agree(not interrupted())
+
     def read_back(self, epoch: int, totals: _Totals) -> None:
         """Read the pending steps' losses and hits back (two transfers); raise on the
         first NaN/inf loss, else add them to ``totals``."""
         if not self.window:
             return
         xp = self.xp
-        values = to_numpy(xp.stack([pending.loss for pending in self.window]))
+        losses = to_numpy(xp.stack([pending.loss for pending in self.window]))
+        logits = xp.concat([pending.logits for pending in self.window], axis=0)
+        labels = xp.concat([pending.labels for pending in self.window], axis=0)
+        correct = int(xp.count_nonzero(xp.argmax(logits, axis=1) == labels))
+        # each step's loss summed over its images, and the hits (over the ranks: one sum)
+        sums = [float(loss) * int(p.labels.shape[0]) for loss, p in zip(losses, self.window)]
+        if self.parallel is not None:
+            *sums, correct = self.parallel.comm.sum_host(np.array([*sums, correct]))
+        values = [total / pending.global_batch for total, pending in zip(sums, self.window)]
         for pending, value in zip(self.window, values):
             global_step = pending.global_step
             if not np.isfinite(value):
@@ -304,11 +351,9 @@ class _Run:
                     f"training stopped: loss is {value} at epoch {epoch + 1}, step {step} "
                     f"(global step {global_step}){kept}"
                 )
-        for pending, value in zip(self.window, values):  # in step order, in float64
-            totals.loss_sum += float(value) * int(pending.labels.shape[0])
-        logits = xp.concat([pending.logits for pending in self.window], axis=0)
-        labels = xp.concat([pending.labels for pending in self.window], axis=0)
-        totals.correct += int(xp.count_nonzero(xp.argmax(logits, axis=1) == labels))
+        for total in sums:  # in step order, in float64
+            totals.loss_sum += float(total)
+        totals.correct += int(correct)
         self.window.clear()
 
     def finish_epoch(self, totals: _Totals, val: tuple[Any, Any] | None) -> None:
@@ -342,6 +387,7 @@ def fit(
     on_step: Callable[[int], None] | None = None,
     checkpoint_meta: dict[str, Any] | None = None,
     augment: Callable[[Array], Array] | None = None,
+    distributed: Any = None,
 ) -> History:
     """Train ``model`` on ``train = (images, labels)`` for ``epochs`` epochs.
 
@@ -374,6 +420,11 @@ def fit(
     augment : callable, optional
         Applied to each training batch on the device, e.g.
         :class:`xpnet.augment.RandomShift`; validation data is left as it is.
+    distributed : xpnet.distributed.Communicator, optional
+        Train data-parallel over its ranks (:mod:`xpnet.distributed`): ``batch_size`` is
+        the global batch, split evenly; rank 0's weights are broadcast first; gradients
+        are averaged with one allreduce a step; only rank 0 logs and writes the
+        checkpoint. Every rank returns the same history.
 
     Returns
     -------
@@ -399,10 +450,15 @@ def fit(
         "on_step": on_step,
         "checkpoint_meta": checkpoint_meta or {},
         "augment": augment,
+        "distributed": distributed,
     }
     run = _Run(model, loss, optimizer, scheduler, train, settings)
+    if not run.root:
+        log, settings["progress"] = None, False
     if resume:
         run.resume(log)
+    if run.parallel is not None:  # every rank starts from rank 0's weights
+        run.parallel.broadcast_model(model)
     model.train()
     with _deferred_interrupt() as interrupted:
         for epoch in range(run.start_epoch, epochs):
