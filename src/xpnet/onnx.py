@@ -133,27 +133,27 @@ def _emit(layer: Module, x: str, rank: int, where: str, g: _Graph) -> tuple[str,
             else _emit(layer.shortcut, x, rank, f"{prefix}shortcut", g)[0]
         )
         return g.node("Add", [out, skip], where or kind), out_rank
-    if type(layer) is Dropout:
+    if isinstance(layer, Dropout) and _exact(layer):
         return x, rank
-    if type(layer) is Conv2d:
+    if isinstance(layer, Conv2d) and _exact(layer):
         _expect_rank(rank, 4, kind, where)
         w = g.constant(f"{where}.weight", state["weight"])
         inputs = [x, w] + ([g.constant(f"{where}.bias", state["bias"])] if "bias" in state else [])
         (kh, kw), (ph, pw) = state["weight"].shape[2:], layer.padding
         return g.node("Conv", inputs, where, kernel_shape=[kh, kw], strides=list(layer.stride),
                       pads=[ph, pw, ph, pw]), 4  # fmt: skip
-    if type(layer) in (MaxPool2d, AvgPool2d):
+    if isinstance(layer, (MaxPool2d, AvgPool2d)) and _exact(layer):
         _expect_rank(rank, 4, kind, where)
         kernel = _pair(layer.kernel_size)
         stride = kernel if layer.stride is None else _pair(layer.stride)
         ph, pw = _pair(layer.padding)
         attrs: dict[str, Any] = {"kernel_shape": list(kernel), "strides": list(stride),
                                  "pads": [ph, pw, ph, pw]}  # fmt: skip
-        if type(layer) is AvgPool2d:
+        if isinstance(layer, AvgPool2d):
             attrs["count_include_pad"] = 1  # xpnet counts the zero padding, as PyTorch
             return g.node("AveragePool", [x], where, **attrs), 4
         return g.node("MaxPool", [x], where, **attrs), 4
-    if type(layer) is AdaptiveAvgPool2d:
+    if isinstance(layer, AdaptiveAvgPool2d) and _exact(layer):
         _expect_rank(rank, 4, kind, where)
         if layer.output_size == (1, 1):
             return g.node("GlobalAveragePool", [x], where), 4
@@ -161,7 +161,7 @@ def _emit(layer: Module, x: str, rank: int, where: str, g: _Graph) -> tuple[str,
             f"layer {where} (AdaptiveAvgPool2d{layer.output_size}): only output_size 1 "
             "exports without knowing the input size; use AvgPool2d for other sizes"
         )
-    if type(layer) in (BatchNorm1d, BatchNorm2d):
+    if isinstance(layer, (BatchNorm1d, BatchNorm2d)) and _exact(layer):
         if not layer.track_running_stats:
             raise ExportError(
                 f"layer {where} ({kind}, track_running_stats=False) normalises by each "
@@ -177,7 +177,7 @@ def _emit(layer: Module, x: str, rank: int, where: str, g: _Graph) -> tuple[str,
                                 ("running_var", state["running_var"]))
         ]  # fmt: skip
         return g.node("BatchNormalization", inputs, where, epsilon=float(layer.eps)), rank
-    if type(layer) is Linear:
+    if isinstance(layer, Linear) and _exact(layer):
         w = g.constant(f"{where}.weight", state["weight"])
         if rank == 2:
             inputs = [x, w] + (
@@ -188,18 +188,23 @@ def _emit(layer: Module, x: str, rank: int, where: str, g: _Graph) -> tuple[str,
         if "bias" in state:
             out = g.node("Add", [out, g.constant(f"{where}.bias", state["bias"])], where)
         return out, rank
-    simple = {ReLU: "Relu", Sigmoid: "Sigmoid", Tanh: "Tanh"}
+    simple: dict[type, str] = {ReLU: "Relu", Sigmoid: "Sigmoid", Tanh: "Tanh"}
     if type(layer) in simple:
         return g.node(simple[type(layer)], [x], where), rank
-    if type(layer) is Softmax:
+    if isinstance(layer, Softmax) and _exact(layer):
         return g.node("Softmax", [x], where, axis=int(layer.axis)), rank
-    if type(layer) is Flatten:
+    if isinstance(layer, Flatten) and _exact(layer):
         return g.node("Flatten", [x], where, axis=1), 2
     raise ExportError(
         f"layer {where or '(the model)'} ({layer.type_name()}) has no ONNX export: xpnet "
         "exports Conv2d, pooling, BatchNorm, Linear, ReLU/Sigmoid/Tanh, Softmax, Flatten, "
         "Dropout, Residual and Sequential"
     )
+
+
+def _exact(layer: Module) -> bool:
+    """xpnet's own class, not a user's subclass (whose forward may differ)."""
+    return type(layer).__module__.startswith("xpnet.")
 
 
 def _expect_rank(rank: int, expected: int, kind: str, where: str) -> None:
@@ -216,7 +221,7 @@ def _image_shape(input_shape: Any) -> tuple[int, int, int]:
             f"input_shape must be (C, H, W) or (N, C, H, W) with positive sizes (the "
             f"images are 4-D); got {input_shape!r}"
         )
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def to_onnx(model: Module, *, input_shape: Any, opset: int = DEFAULT_OPSET) -> Any:

@@ -70,6 +70,7 @@ class SyncBatchNorm(BatchNorm2d):
         if not (isinstance(saved, tuple) and saved and saved[0] == "sync"):
             return super().backward(grad_out, input_grad=input_grad)
         _, x_hat, inv_std, weight, count = saved
+        assert self.comm is not None  # a "sync" forward had one
         xp = array_namespace(grad_out)
         axes = (0, 2, 3)
         channels = grad_out.shape[1]

@@ -135,7 +135,7 @@ def im2col(
 
 def col2im(
     values: Array,
-    image_shape: tuple[int, int, int, int],
+    image_shape: tuple[int, ...],
     padding: IntPair,
     kernel: IntPair,
     stride: IntPair,
@@ -156,11 +156,11 @@ def col2im(
     if tiles and (out_hw[0] * kernel[0], out_hw[1] * kernel[1]) == (h, w):
         # windows that tile the image: every pixel is in exactly one, so col2im is a
         # permutation of the values (one gather, nothing to add)
-        key = ("tiles", xp.__name__, str(device(values)), (h, w), kernel)
-        single = _cached(key, lambda: xp.min(xp.reshape(index, (h * w, kk)), axis=1))
+        tiles_key = ("tiles", xp.__name__, str(device(values)), (h, w), kernel)
+        single = _cached(tiles_key, lambda: xp.min(xp.reshape(index, (h * w, kk)), axis=1))
         return xp.reshape(take_nonnegative(xp, flat, single, axis=1), image_shape)
     dev = device(values)  # the zero column each gather reads where no window covers
-    key = ("zeros", xp.__name__, str(dev), a * b, str(values.dtype))
-    zero = _cached(key, lambda: xp.zeros((a * b, 1), dtype=values.dtype, device=dev))
+    zero_key = ("zeros", xp.__name__, str(dev), a * b, str(values.dtype))
+    zero = _cached(zero_key, lambda: xp.zeros((a * b, 1), dtype=values.dtype, device=dev))
     gathered = take_nonnegative(xp, xp.concat((flat, zero), axis=1), index, axis=1)  # (A*B, h*w*kk)
     return xp.reshape(xp.sum(xp.reshape(gathered, (a * b, h * w, kk)), axis=2), image_shape)

@@ -85,7 +85,7 @@ class Adam(Optimizer):
         if m is None or v is None:
             state.set("exp_avg", (1.0 - beta1) * grad)
             state.set("exp_avg_sq", (1.0 - beta2) * grad * grad)
-            m, v = state.get("exp_avg"), state.get("exp_avg_sq")
+            m, v = state.buffers["exp_avg"], state.buffers["exp_avg_sq"]
         else:
             m += (1.0 - beta1) * (grad - m)
             v *= beta2

@@ -63,7 +63,7 @@ class SGD(Optimizer):
             buf = state.get("momentum_buffer")
             if buf is None:
                 state.set("momentum_buffer", grad + 0.0)
-                buf = state.get("momentum_buffer")
+                buf = state.buffers["momentum_buffer"]
             else:
                 buf *= self.momentum
                 buf += grad
