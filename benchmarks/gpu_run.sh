@@ -10,7 +10,8 @@
 #
 # 1. installs the wheels brought along in .whl/ (benchmarks/gpu_prepare.sh fetches them);
 # 2. the suite on cupy and on torch tensors on cuda (counts in tests-*.log);
-# 3. xpnet train --backend cupy (the default recipe), then that checkpoint on NumPy;
+# 3. xpnet train --backend cupy (the default recipe), then that checkpoint on NumPy, then
+#    the same data-parallel over every GPU (mpiexec, NCCL);
 # 4. the benchmarks (ops, mnist) with CPU and GPU columns, JSON and PNGs into OUT/results;
 # 5. a summary table last (the reply of a remote run shows its end).
 # Each step's exit code is kept; the script exits non-zero if any step failed.
@@ -56,6 +57,12 @@ step "train $GPU_BACKEND" "train-$GPU_BACKEND.log" \
     python3 -m xpnet train --backend $GPU_BACKEND --out "$OUT/run-$GPU_BACKEND" --no-progress "${LIMIT[@]}"
 step "evaluate on numpy" evaluate-numpy.log \
     python3 -m xpnet evaluate "$OUT/run-$GPU_BACKEND/model.npz" --backend numpy "${LIMIT[@]}"
+# data-parallel on every GPU of the machine (one rank each; NCCL for CuPy's gradients)
+NGPU=1
+[ $DRY = 0 ] && NGPU=$(nvidia-smi -L | wc -l)
+step "distributed x$NGPU" distributed.log env PATH="/tmp/site/bin:$PATH" \
+    mpiexec -n "$NGPU" python3 -m mpi4py -m xpnet train --distributed --backend $GPU_BACKEND \
+    --out "$OUT/run-distributed" --no-progress "${LIMIT[@]}"
 step "bench ops" bench-ops.log python3 benchmarks/ops.py --out "$OUT/results" "${QUICK[@]}"
 step "bench mnist" bench-mnist.log python3 benchmarks/mnist.py --out "$OUT/results" "${QUICK[@]}"
 # device operations per step of the generic path (torch.profiler, on the CPU tensors it counts)
