@@ -129,3 +129,16 @@ def test_cli_distributed_without_mpi4py_is_one_line(tmp_path, monkeypatch, capsy
     assert main(["train", "--distributed", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'xpnet[mpi]'" in err
+
+
+def test_distributed_without_mpiexec_trains_as_one_process(tmp_path):
+    """Size 1 (no mpiexec): the same run as without --distributed."""
+    common = ["-m", "xpnet", "train", "--model", "seed_cnn", "--epochs", "1", "--limit", "512",
+              "--batch-size", "64", "--no-progress"]  # fmt: skip
+    last_lines = []
+    for name, extra in (("alone", ["--distributed"]), ("plain", [])):
+        command = [sys.executable, *common, *extra, "--out", str(tmp_path / name)]
+        run = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
+        assert run.returncode == 0, run.stderr[-2000:]
+        last_lines.append(run.stdout.strip().splitlines()[-1])
+    assert last_lines[0] == last_lines[1]
