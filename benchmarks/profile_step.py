@@ -133,12 +133,11 @@ def conv_phase_functions(
     x = numpy_kernels.as_nchw(rng.standard_normal((BATCH, side, side, c_in)).astype(np.float32))
     w = (rng.standard_normal((c_out, c_in, k, k)) * 0.1).astype(np.float32)
     grad = numpy_kernels.as_nchw(rng.standard_normal((BATCH, *out_hw, c_out)).astype(np.float32))
-    # generic: channels-first columns (C_in*k*k, N*L)
-    x_cn = np.permute_dims(x, (1, 0, 2, 3))
-    cols = im2col(x_cn, (k, k), (1, 1), out_hw, axis=1, xp=np).reshape(c_in * k * k, -1)
+    # generic: one gather of every window, columns per image (N, C_in*k*k, L)
+    cols = im2col(x, (k, k), (1, 1), out_hw, xp=np).reshape(BATCH, c_in * k * k, -1)
     w2 = w.reshape(c_out, -1)
-    g2 = np.permute_dims(grad, (1, 0, 2, 3)).reshape(c_out, -1)
-    dcols = (w2.T @ g2).reshape(c_in, k * k, BATCH, *out_hw)
+    g3 = grad.reshape(BATCH, c_out, -1)
+    dcols = (w2.T @ g3).reshape(BATCH, c_in, k * k, -1)
     # fast: channels-last rows (N*L, k*k*C_in)
     x_nhwc = numpy_kernels.channels_last(x)
     rows = numpy_kernels.im2col_rows(x_nhwc, (k, k), (1, 1), out_hw)
@@ -146,18 +145,12 @@ def conv_phase_functions(
     g_rows = numpy_kernels.channels_last(grad).reshape(-1, c_out)
     return {
         "generic": {
-            "im2col": lambda: im2col(x_cn, (k, k), (1, 1), out_hw, axis=1, xp=np),
+            "im2col": lambda: im2col(x, (k, k), (1, 1), out_hw, xp=np),
             "forward product": lambda: w2 @ cols,
-            "weight-gradient product": lambda: g2 @ cols.T,
-            "column-gradient product": lambda: w2.T @ g2,
+            "weight-gradient product": lambda: (g3 @ np.matrix_transpose(cols)).sum(axis=0),
+            "column-gradient product": lambda: w2.T @ g3,
             "col2im": lambda: col2im(
-                lambda i: dcols[:, i, ...],
-                grad,
-                (c_in, BATCH, side, side),
-                (k, k),
-                (1, 1),
-                out_hw,
-                xp=np,
+                dcols, (BATCH, c_in, side, side), (0, 0), (k, k), (1, 1), out_hw, xp=np
             ),
         },
         "fast": {

@@ -48,10 +48,10 @@ def test_benchmark_script_quick(script, tmp_path):
     if script == "launches.py":
         step = section["steps"]["mnist_cnn/adam"]
         assert 0 < step["xpnet"]["ops"] <= 100 and step["torch"]["ops"] > 0
-    if script == "inference.py":
+    elif script == "inference.py":
         assert len(section["results"]) == 8
         assert all(row["latency_ms"] > 0 for row in section["results"].values())
-    if script == "ops.py":
+    elif script == "ops.py":
         assert section["cases"]
         for case in section["cases"]:
             for impl in ("xpnet-numpy", "xpnet-numpy-generic", "torch-cpu"):
