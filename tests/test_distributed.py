@@ -106,10 +106,7 @@ def test_cli_trains_on_two_ranks_like_one_process(tmp_path):
                          capture_output=True, text=True, timeout=300, env=ENV)  # fmt: skip
     accuracy = [float(r.stdout.strip().splitlines()[-1].split()[-1]) for r in (two, one)]
     assert abs(accuracy[0] - accuracy[1]) <= 0.002, accuracy
-    assert sorted(p.name for p in (tmp_path / "two").iterdir())[:2] == [
-        "confusion.png",
-        "curves.png",
-    ]
+    assert {"model.npz", "metrics.json"} <= {p.name for p in (tmp_path / "two").iterdir()}
 
 
 def test_cli_refuses_a_batch_that_does_not_split(tmp_path):
