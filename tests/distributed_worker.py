@@ -22,9 +22,9 @@ def build(net: str) -> nn.Sequential:
     rng = np.random.default_rng(0)
     # before a BatchNorm a conv bias has no gradient but rounding noise, which Adam would
     # scale up to steps of lr: no bias there, as in the shipped models
-    bias = net != "syncbn"
+    bias = net == "plain"
     layers = [nn.Conv2d(1, 4, 3, padding=1, bias=bias, rng=rng, backend="numpy")]
-    if net == "syncbn":
+    if net in ("syncbn", "bn"):  # bn: plain BatchNorm, each rank's own batch statistics
         layers.append(nn.BatchNorm2d(4, backend="numpy"))
     layers += [
         nn.ReLU(),

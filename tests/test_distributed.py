@@ -67,6 +67,18 @@ def test_two_ranks_equal_one_process_and_each_other(net, tmp_path):
     assert int(rank0["allreduce"]) == 8 * per_step
 
 
+def test_plain_batch_norm_keeps_rank_0s_running_statistics_on_every_rank(tmp_path):
+    """Local batch statistics (DDP's default): the parameters still agree bitwise, and the
+    running statistics are rank 0's on every rank (broadcast before each step)."""
+    run = ranks(2, str(tmp_path / "bn"), "--net", "bn")
+    assert run.returncode == 0, run.stderr[-3000:]
+    rank0, rank1 = results(tmp_path / "bn", 0), results(tmp_path / "bn", 1)
+    assert "1.running_mean" in rank0
+    for key in rank0:
+        if key != "allreduce":
+            np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=key)
+
+
 @pytest.mark.parametrize(("first", "then"), [(2, 1), (1, 2)])
 def test_checkpoint_from_k_ranks_resumes_on_others(first, then, tmp_path):
     ckpt = str(tmp_path / "model.npz")

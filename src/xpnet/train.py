@@ -257,7 +257,6 @@ class _Run:
             if n_global < parallel.comm.size:  # a last batch too small to split: skipped
                 return
             index, _ = parallel.local(index)
-            parallel.broadcast_running_statistics(self.model)
         xb = take_nonnegative(xp, self.x, index, axis=0)  # a permutation's slice: >= 0
         yb = take_nonnegative(xp, self.y, index, axis=0)
         if self.settings["augment"] is not None:
@@ -272,6 +271,7 @@ class _Run:
             scale = parallel.loss_scale(int(yb.shape[0]), n_global)
             self.model.backward(grad if scale == 1.0 else grad * scale, input_grad=False)
             self.optimizer.step(flat_grad=parallel.reduce_gradients(self.optimizer))
+            parallel.broadcast_running_statistics(self.model)  # rank 0's, on every rank
         if self.scheduler is not None:
             self.scheduler.step()
         totals.seen += n_global

@@ -10,7 +10,7 @@ ChainerMN do it):
   averaged; every rank then takes the same optimizer step, so the parameters stay
   bitwise equal;
 - plain BatchNorm normalises by each rank's own batch (DDP's default) and its running
-  statistics are rank 0's, broadcast before each step; :class:`SyncBatchNorm` uses the
+  statistics are rank 0's, broadcast after each step; :class:`SyncBatchNorm` uses the
   global batch's statistics instead;
 - loss and accuracy are summed over ranks at each read-back; only rank 0 prints, writes
   checkpoints and metrics, the others wait at a barrier.
@@ -63,7 +63,8 @@ class DataParallel:
 
     def broadcast_running_statistics(self, model: Module) -> None:
         """Rank 0's running statistics of every plain BatchNorm on every rank, packed into
-        one broadcast (DDP's ``broadcast_buffers``); nothing without such layers."""
+        one broadcast after each step (as DDP's ``broadcast_buffers``, so every rank
+        validates and ends with the same ones); nothing without such layers."""
         from .sync_batchnorm import SyncBatchNorm
 
         layers = [
