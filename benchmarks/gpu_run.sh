@@ -6,7 +6,8 @@
 #
 # With the device tool: first, here, `bash benchmarks/gpu_prepare.sh` (fills .whl/, which git
 # ignores), then `run` with carry [".whl"] and the command `bash benchmarks/gpu_run.sh "$OUT"`;
-# the logs, results/*.json and *.png come back from $OUT. Dry run here: 1 min 26 s, rc 0.
+# the logs, results/*.json and *.png come back from $OUT. Dry run here (2 cores): 5 min 40 s, rc 0
+# (2026-11-30; the two suites are 4.8 min of it).
 #
 # 1. installs the wheels brought along in .whl/ (benchmarks/gpu_prepare.sh fetches them);
 # 2. the suite on cupy and on torch tensors on cuda (counts in tests-*.log);
