@@ -1,7 +1,8 @@
 """Device operations per training step: xpnet's generic code against native PyTorch.
 
-For every shipped model (batch 128, MNIST-sized input) and both optimizers (Adam; SGD with
-Nesterov momentum), one training step as ``xpnet.train.fit`` runs it (take the batch on
+For every shipped model (batch 128, MNIST-sized input) and three optimizers (Adam; SGD
+with Nesterov momentum 0.9, the CLI's ``sgd``; SGD with plain momentum 0.9), one training
+step as ``xpnet.train.fit`` runs it (take the batch on
 the device, forward, loss, backward, optimizer and scheduler step, the on-device loss and
 accuracy sums) is run on torch CPU tensors, i.e. xpnet's generic array-API code, the code
 CuPy and torch on CUDA run, and its top-level device operations and host syncs are counted
@@ -35,13 +36,21 @@ from xpnet.train import _Run, _Totals
 BATCH = 128
 US_PER_OP = 8.0
 STEPS_PER_EPOCH = 430
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "sgd", "momentum")
+"""``sgd``: Nesterov momentum 0.9 (``optim.make_optimizer("sgd", ...)``, the CLI's);
+``momentum``: plain momentum 0.9."""
+
+
+def make_xpnet_optimizer(name: str, params: Any) -> optim.Optimizer:
+    if name == "momentum":
+        return optim.SGD(params, lr=optim.DEFAULT_LR["sgd"], momentum=0.9)
+    return optim.make_optimizer(name, params, optim.DEFAULT_LR[name])
 
 
 def xpnet_step(model_name: str, optimizer: str, *, backend: str = "torch") -> Any:
     """One of ``fit``'s training steps of ``model_name`` on ``backend``, ready to call."""
     model = models.build(model_name, seed=0, backend=backend)
-    opt = optim.make_optimizer(optimizer, model.parameters(), optim.DEFAULT_LR[optimizer])
+    opt = make_xpnet_optimizer(optimizer, model.parameters())
     sched = optim.OneCycleLR(opt, opt.lr, 1000)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4 * BATCH, 1, 28, 28)).astype(np.float32)
@@ -71,8 +80,9 @@ def torch_step(model_name: str, optimizer: str) -> Any:
     if optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=5e-3, foreach=True)
     else:
+        nesterov = optimizer == "sgd"
         opt = torch.optim.SGD(
-            model.parameters(), lr=0.05, momentum=0.9, nesterov=True, foreach=True
+            model.parameters(), lr=0.05, momentum=0.9, nesterov=nesterov, foreach=True
         )
     rng = np.random.default_rng(0)
     x = torch.tensor(rng.standard_normal((4 * BATCH, 1, 28, 28)).astype(np.float32))

@@ -122,6 +122,35 @@ def test_elementwise_backward_finite_differences(xp, rng, forward, backward):
     )
 
 
+def test_cross_entropy_gradient_and_per_sample_losses(xp, rng):
+    """The training step's gradient-only path and the read-back's per-sample losses agree
+    with the loss and its backward, for integer labels and for one-hot rows, and with
+    PyTorch's probability targets."""
+    logits_np = rng.standard_normal((6, 4)) * 3
+    labels_np = rng.integers(0, 4, size=6)
+    logits, labels = on(xp, logits_np), on(xp, labels_np, "int64")
+    one_hot = on(xp, np.eye(4)[labels_np])
+    loss, saved = F.cross_entropy_forward(logits, labels)
+    for target in (labels, one_hot):
+        np.testing.assert_allclose(
+            as_np(F.cross_entropy_gradient(logits, target)),
+            as_np(F.cross_entropy_backward(1.0, saved)),
+            rtol=1e-12, atol=1e-15,
+        )  # fmt: skip
+        each = as_np(F.cross_entropy_per_sample(logits, target))
+        assert each.shape == (6,)
+        np.testing.assert_allclose(each.mean(), float(loss), rtol=1e-12)
+    soft = rng.dirichlet(np.ones(4), size=6)
+    torch = pytest.importorskip("torch")
+    reference = torch.nn.functional.cross_entropy(
+        torch.tensor(logits_np), torch.tensor(soft), reduction="none"
+    )
+    each = as_np(F.cross_entropy_per_sample(logits, on(xp, soft)))
+    np.testing.assert_allclose(each, reference.numpy(), rtol=1e-10)
+    with pytest.raises(ValueError, match=r"probability targets must have the logits' shape"):
+        F.cross_entropy_gradient(logits, on(xp, soft[:, :3]))
+
+
 def test_cross_entropy_and_mse_backward_finite_differences(xp, rng):
     labels = on(xp, rng.integers(0, 5, size=4), "int64")
     x = rng.standard_normal((4, 5))

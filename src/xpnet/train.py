@@ -1,8 +1,11 @@
 """Training on any backend: data moved to the device once, batches taken there.
 
 ``fit`` draws a seeded permutation per epoch, takes each batch on the model's device
-(``xp.take``), accumulates loss and accuracy on the device and reads them back only every
-``sync_every`` steps (a progress update) and at the end of each epoch. It stops with
+(``xp.take``), and keeps each step's logits there; only every ``sync_every`` steps (a
+progress update) and at the end of each epoch are the loss values and hits computed from
+them and read back. A step itself computes only the loss's gradient (for a loss with
+``gradient``/``per_sample``, as :class:`~xpnet.nn.CrossEntropyLoss`, from one-hot rows
+built once for the dataset): no device work, and no host sync, for metrics in a step. It stops with
 :class:`TrainingDiverged` naming the step when the loss turns NaN/inf (the last good
 checkpoint stays as it was), and on Ctrl-C finishes the current step, saves a checkpoint
 and raises ``KeyboardInterrupt``; ``fit(..., resume=True)`` continues that same run.
@@ -159,7 +162,7 @@ class _Pending:
     """A step's results still on the device, until the next read-back."""
 
     global_step: int
-    loss: Array
+    loss: Array | None  # None: computed at the read-back from the logits
     logits: Array
     labels: Array
     global_batch: int  # images in the step's (global) batch; labels holds this rank's
@@ -188,6 +191,14 @@ class _Run:
         self.window: list[_Pending] = []  # steps not yet read back
         self.start_epoch, self.start_step = 0, 0
         self.partial: dict[str, Any] = {}
+        self.lazy_loss = hasattr(loss, "gradient") and hasattr(loss, "per_sample")
+        # one-hot rows of every label, built once: a step gathers its batch's with the
+        # images (no comparison and cast a step); only where they take little memory
+        n_classes = _n_classes(model)
+        self.targets = self.y
+        if self.lazy_loss and n_classes is not None and self.n * n_classes <= 2**24:
+            classes = self.xp.arange(n_classes, dtype=self.y.dtype, device=self.device)
+            self.targets = self.xp.astype(self.y[:, None] == classes, self.x.dtype)
         self.parallel: Any = None
         comm = settings.get("distributed")
         if comm is not None:
@@ -258,12 +269,15 @@ class _Run:
                 return
             index, _ = parallel.local(index)
         xb = take_nonnegative(xp, self.x, index, axis=0)  # a permutation's slice: >= 0
-        yb = take_nonnegative(xp, self.y, index, axis=0)
+        yb = take_nonnegative(xp, self.targets, index, axis=0)  # labels or one-hot rows
         if self.settings["augment"] is not None:
             xb = self.settings["augment"](xb)
         logits = self.model(xb)
-        batch_loss = self.loss(logits, yb)
-        grad = self.loss.backward()
+        if self.lazy_loss:  # the gradient only; the value later, from the logits
+            batch_loss, grad = None, self.loss.gradient(logits, yb)
+        else:
+            batch_loss = self.loss(logits, yb)
+            grad = self.loss.backward()
         if parallel is None:
             self.model.backward(grad, input_grad=False)  # the input is data
             self.optimizer.step()
@@ -327,12 +341,19 @@ class _Run:
         if not self.window:
             return
         xp = self.xp
-        losses = to_numpy(xp.stack([pending.loss for pending in self.window]))
         logits = xp.concat([pending.logits for pending in self.window], axis=0)
         labels = xp.concat([pending.labels for pending in self.window], axis=0)
-        correct = int(xp.count_nonzero(xp.argmax(logits, axis=1) == labels))
+        classes = labels if labels.ndim == 1 else xp.argmax(labels, axis=1)  # one-hot rows
+        correct = int(xp.count_nonzero(xp.argmax(logits, axis=1) == classes))
         # each step's loss summed over its images, and the hits (over the ranks: one sum)
-        sums = [float(loss) * int(p.labels.shape[0]) for loss, p in zip(losses, self.window)]
+        sizes = [int(pending.labels.shape[0]) for pending in self.window]
+        if self.lazy_loss:  # every image's loss in one pass and one transfer
+            each = to_numpy(self.loss.per_sample(logits, labels)).astype(np.float64)
+            ends = np.cumsum(sizes)
+            sums = [float(np.sum(each[end - size : end])) for end, size in zip(ends, sizes)]
+        else:
+            losses = to_numpy(xp.stack([pending.loss for pending in self.window]))
+            sums = [float(loss) * size for loss, size in zip(losses, sizes)]
         if self.parallel is not None:
             *sums, correct = self.parallel.comm.sum_host(np.array([*sums, correct]))
         values = [total / pending.global_batch for total, pending in zip(sums, self.window)]

@@ -124,8 +124,8 @@ def conv2d_backward(
     c_out, _, kh, kw = saved.weight.shape
     oh, ow = grad_out.shape[-2:]
     grad_3d = xp.reshape(grad_out, (n, c_out, oh * ow))
-    # (N, C_out, C_in*kH*kW) per image, summed over the batch
-    grad_weight = xp.sum(grad_3d @ xp.matrix_transpose(saved.cols), axis=0)
+    # one contraction over the batch and the output positions: (C_out, C_in*kH*kW)
+    grad_weight = xp.tensordot(grad_3d, saved.cols, axes=([0, 2], [0, 2]))
     grad_weight = xp.reshape(grad_weight, saved.weight.shape)
     grad_bias = xp.sum(grad_3d, axis=(0, 2)) if saved.has_bias else None
     if not input_grad:

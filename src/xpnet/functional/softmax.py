@@ -152,6 +152,43 @@ def cross_entropy(logits: Array, labels: Array, *, check_range: bool = True) -> 
     return cross_entropy_forward(logits, labels, check_range=check_range)[0]
 
 
+def _target_probabilities(logits: Array, target: Array, xp: Namespace) -> Array:
+    """``target`` as (N, n_classes) class probabilities: integer labels one-hot encoded,
+    a floating (N, n_classes) array (one-hot or soft targets) as it is."""
+    check_ndim(logits, "logits", "cross_entropy", 2, "(N, n_classes)")
+    if xp.isdtype(target.dtype, "real floating"):
+        if tuple(target.shape) != tuple(logits.shape):
+            raise ValueError(
+                f"cross_entropy: probability targets must have the logits' shape "
+                f"{tuple(logits.shape)}; got {tuple(target.shape)}"
+            )
+        return target
+    n, n_classes = logits.shape
+    check_labels(target, n, n_classes, check_range=False, xp=xp)
+    return xp.astype(target[:, None] == _classes(n_classes, xp, target), logits.dtype)
+
+
+def cross_entropy_per_sample(logits: Array, target: Array) -> Array:
+    """Each sample's cross-entropy, shape (N,): ``-sum(p * log_softmax(logits))`` over the
+    classes, ``p`` the one-hot labels (not range-checked) or given class probabilities
+    (N, n_classes). What a training loop's read-back sums per step."""
+    xp = namespace_of("cross_entropy", logits=logits, target=target)
+    probabilities = _target_probabilities(logits, target, xp)
+    return -xp.sum(probabilities * log_softmax_forward(logits, axis=1)[0], axis=1)
+
+
+def cross_entropy_gradient(logits: Array, target: Array) -> Array:
+    """d(mean cross-entropy)/d(logits), ``(softmax(logits) - p) / N``, without the loss's
+    value: what a training step needs. ``target``: integer labels (not range-checked) or
+    class probabilities (N, n_classes), e.g. one-hot rows built once for a whole dataset
+    (then 7 operations, where value and gradient from labels are 14); a loop reads the
+    value later from the logits (:func:`cross_entropy_per_sample`)."""
+    xp = namespace_of("cross_entropy", logits=logits, target=target)
+    probabilities = _target_probabilities(logits, target, xp)
+    e = xp.exp(logits - xp.max(logits, axis=1, keepdims=True))
+    return (e / xp.sum(e, axis=1, keepdims=True) - probabilities) * (1.0 / logits.shape[0])
+
+
 def cross_entropy_backward(grad_loss: Array | float, saved: CrossEntropySaved) -> Array:
     """Gradient of :func:`cross_entropy` w.r.t. the logits: ``(softmax - one_hot) / N``."""
     n = saved.probs.shape[0]

@@ -58,6 +58,16 @@ class CrossEntropyLoss(_Loss):
     def _forward_options(self) -> dict[str, Any]:
         return {"check_range": self.check_range}
 
+    def gradient(self, logits: Array, labels: Array) -> Array:
+        """d(mean loss)/d(logits) without the loss's value (what a training step needs;
+        ``fit`` computes the values later from the logits, at its read-back)."""
+        return F.cross_entropy_gradient(logits, labels)
+
+    @staticmethod
+    def per_sample(logits: Array, labels: Array) -> Array:
+        """Each sample's loss, shape (N,)."""
+        return F.cross_entropy_per_sample(logits, labels)
+
 
 class MSELoss(_Loss):
     """Mean squared error over all elements."""
