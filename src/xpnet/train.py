@@ -198,7 +198,8 @@ class _Run:
         self.targets = self.y
         if self.lazy_loss and n_classes is not None and self.n * n_classes <= 2**24:
             classes = self.xp.arange(n_classes, dtype=self.y.dtype, device=self.device)
-            self.targets = self.xp.astype(self.y[:, None] == classes, self.x.dtype)
+            dtype = model.parameters()[-1].data.dtype  # the logits' (the last layer's)
+            self.targets = self.xp.astype(self.y[:, None] == classes, dtype)
         self.parallel: Any = None
         comm = settings.get("distributed")
         if comm is not None:
