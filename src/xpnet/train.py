@@ -36,7 +36,7 @@ from ._backend import asarray, backend_of, take_nonnegative, to_numpy
 from ._typing import Array, Namespace
 from .checkpoint import load_checkpoint, save_checkpoint
 from .functional import softmax
-from .functional.softmax import check_labels
+from .functional.softmax import check_labels, one_hot_rows
 from .nn import CrossEntropyLoss, Module
 
 
@@ -197,9 +197,8 @@ class _Run:
         n_classes = _n_classes(model)
         self.targets = self.y
         if self.lazy_loss and n_classes is not None and self.n * n_classes <= 2**24:
-            classes = self.xp.arange(n_classes, dtype=self.y.dtype, device=self.device)
             dtype = model.parameters()[-1].data.dtype  # the logits' (the last layer's)
-            self.targets = self.xp.astype(self.y[:, None] == classes, dtype)
+            self.targets = one_hot_rows(self.y, n_classes, dtype, xp=self.xp)
         self.parallel: Any = None
         comm = settings.get("distributed")
         if comm is not None:

@@ -19,24 +19,11 @@ once from its inputs.
 
 from __future__ import annotations
 
-from typing import Any
-
 from array_api_compat import device
 
 from .._backend import take_nonnegative
 from .._typing import Array, IntPair, Namespace
-
-_CACHE: dict[tuple[Any, ...], Array] = {}
-_CACHE_SIZE = 256
-
-
-def _cached(key: tuple[Any, ...], build: Any) -> Array:
-    index = _CACHE.get(key)
-    if index is None:
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.clear()
-        index = _CACHE[key] = build()
-    return index
+from ._cache import arange_like, cached
 
 
 def pad2d(x: Array, padding: IntPair, value: float = 0.0, *, xp: Namespace) -> Array:
@@ -59,9 +46,7 @@ def crop2d(x: Array, padding: IntPair) -> Array:
 
 def window_offsets(kk: int, *, xp: Namespace, like: Array) -> Array:
     """``arange(kk)`` shaped (kk, 1) to compare with argmax; on ``like``'s device, cached."""
-    dev = device(like)
-    key = ("offsets", xp.__name__, str(dev), kk, str(like.dtype))
-    return _cached(key, lambda: xp.reshape(xp.arange(kk, dtype=like.dtype, device=dev), (kk, 1)))
+    return xp.reshape(arange_like(kk, xp=xp, like=like), (kk, 1))
 
 
 def window_index(
@@ -76,7 +61,6 @@ def window_index(
     """Flat positions in a ``padded_hw`` image of every window pixel, shape
     ``(k_h*k_w*out_h*out_w,)``, ordered (i, j, oy, ox); on ``like``'s device, cached."""
     dev = device(like)
-    key = ("window", xp.__name__, str(dev), padded_hw, kernel, stride, out_hw)
 
     def build() -> Array:
         (kh, kw), (sh, sw), (oh, ow), width = kernel, stride, out_hw, padded_hw[1]
@@ -86,7 +70,7 @@ def window_index(
         ox = xp.reshape(xp.arange(ow, device=dev), (1, 1, 1, ow))
         return xp.reshape((i + sh * oy) * width + (j + sw * ox), (-1,))
 
-    return _cached(key, build)
+    return cached(("window", padded_hw, kernel, stride, out_hw), build, xp=xp, like=like)
 
 
 def covering_index(
@@ -104,7 +88,6 @@ def covering_index(
     p, or ``k_h*k_w*out_h*out_w`` (a zero appended after the values) where no window
     did. Shape ``(h*w*k_h*k_w,)``, ordered (y, x, i, j); on ``like``'s device, cached."""
     dev = device(like)
-    key = ("covering", xp.__name__, str(dev), image_hw, padding, kernel, stride, out_hw)
 
     def build() -> Array:
         (h, w), (ph, pw), (kh, kw), (sh, sw), (oh, ow) = image_hw, padding, kernel, stride, out_hw
@@ -119,7 +102,8 @@ def covering_index(
         missing = xp.full(values.shape, kh * kw * oh * ow, dtype=values.dtype, device=dev)
         return xp.reshape(xp.where(hit, values, missing), (-1,))
 
-    return _cached(key, build)
+    key = ("covering", image_hw, padding, kernel, stride, out_hw)
+    return cached(key, build, xp=xp, like=like)
 
 
 def im2col(
@@ -156,11 +140,19 @@ def col2im(
     if tiles and (out_hw[0] * kernel[0], out_hw[1] * kernel[1]) == (h, w):
         # windows that tile the image: every pixel is in exactly one, so col2im is a
         # permutation of the values (one gather, nothing to add)
-        tiles_key = ("tiles", xp.__name__, str(device(values)), (h, w), kernel)
-        single = _cached(tiles_key, lambda: xp.min(xp.reshape(index, (h * w, kk)), axis=1))
+        single = cached(
+            ("tiles", (h, w), kernel),
+            lambda: xp.min(xp.reshape(index, (h * w, kk)), axis=1),
+            xp=xp,
+            like=values,
+        )
         return xp.reshape(take_nonnegative(xp, flat, single, axis=1), image_shape)
     dev = device(values)  # the zero column each gather reads where no window covers
-    zero_key = ("zeros", xp.__name__, str(dev), a * b, str(values.dtype))
-    zero = _cached(zero_key, lambda: xp.zeros((a * b, 1), dtype=values.dtype, device=dev))
+    zero = cached(
+        ("zeros", a * b, str(values.dtype)),
+        lambda: xp.zeros((a * b, 1), dtype=values.dtype, device=dev),
+        xp=xp,
+        like=values,
+    )
     gathered = take_nonnegative(xp, xp.concat((flat, zero), axis=1), index, axis=1)  # (A*B, h*w*kk)
     return xp.reshape(xp.sum(xp.reshape(gathered, (a * b, h * w, kk)), axis=2), image_shape)

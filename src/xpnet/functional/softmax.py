@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from array_api_compat import device, size
+from typing import Any
+
+from array_api_compat import size
 
 from .._saved import CrossEntropySaved, MSESaved
 from .._typing import Array, Namespace
 from .._validation import check_floating, check_ndim, namespace_of
+from ._cache import arange_like
 
 
 def softmax_forward(x: Array, axis: int = -1) -> tuple[Array, Array]:
@@ -99,7 +102,7 @@ def cross_entropy_forward(
     check_floating(logits, "logits", "cross_entropy", xp=xp)
     n, n_classes = logits.shape
     check_labels(labels, n, n_classes, check_range=check_range, xp=xp)
-    one_hot = xp.astype(labels[:, None] == _classes(n_classes, xp, labels), logits.dtype)
+    one_hot = one_hot_rows(labels, n_classes, logits.dtype, xp=xp)
     shifted = logits - xp.max(logits, axis=1, keepdims=True)
     e = xp.exp(shifted)
     total = xp.sum(e, axis=1, keepdims=True)
@@ -109,19 +112,10 @@ def cross_entropy_forward(
     return loss, CrossEntropySaved(e / total, one_hot)
 
 
-_CLASSES: dict[tuple[str, str, int, str], Array] = {}
-
-
-def _classes(n_classes: int, xp: Namespace, labels: Array) -> Array:
-    """``arange(n_classes)`` in ``labels``' dtype and device, made once (one operation less
-    a step on a device)."""
-    key = (xp.__name__, str(device(labels)), n_classes, str(labels.dtype))
-    classes = _CLASSES.get(key)
-    if classes is None:
-        if len(_CLASSES) > 64:
-            _CLASSES.clear()
-        classes = _CLASSES[key] = xp.arange(n_classes, dtype=labels.dtype, device=device(labels))
-    return classes
+def one_hot_rows(labels: Array, n_classes: int, dtype: Any, *, xp: Namespace) -> Array:
+    """Integer ``labels`` (N,) as (N, n_classes) rows of ``dtype``: 1 in the label's column
+    (the class range is made once per device, so this is two operations)."""
+    return xp.astype(labels[:, None] == arange_like(n_classes, xp=xp, like=labels), dtype)
 
 
 def cross_entropy(logits: Array, labels: Array, *, check_range: bool = True) -> Array:
@@ -165,7 +159,7 @@ def _target_probabilities(logits: Array, target: Array, xp: Namespace) -> Array:
         return target
     n, n_classes = logits.shape
     check_labels(target, n, n_classes, check_range=False, xp=xp)
-    return xp.astype(target[:, None] == _classes(n_classes, xp, target), logits.dtype)
+    return one_hot_rows(target, n_classes, logits.dtype, xp=xp)
 
 
 def cross_entropy_per_sample(logits: Array, target: Array) -> Array:
