@@ -106,27 +106,28 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The arrays and the metadata of the checkpoint at ``path``; one ``ValueError`` line
     naming the file and what is wrong with it when it is not a readable checkpoint."""
     try:
-        with path.open("rb") as handle:
-            head = handle.read(4)
+        handle = path.open("rb")  # our own handle: np.load(path) leaks one on a bad archive
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint not found: {path}") from None
     except OSError as exc:  # a directory, no permission, ...
         raise ValueError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from None
-    if not head:
-        raise ValueError(f"{path}: not a checkpoint: the file is empty (0 bytes)")
-    if head != b"PK\x03\x04":
-        raise ValueError(
-            f"{path}: not a checkpoint: not an .npz (zip) archive (it starts with {head!r})"
-        )
-    try:
-        # our own handle: np.load(path) leaves its file open when the archive is bad
-        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-        raise ValueError(
-            f"{path}: damaged checkpoint: the .npz archive is truncated or corrupt "
-            f"({type(exc).__name__}: {exc})"
-        ) from None
+    with handle:
+        head = handle.read(4)
+        if not head:
+            raise ValueError(f"{path}: not a checkpoint: the file is empty (0 bytes)")
+        if head != b"PK\x03\x04":
+            raise ValueError(
+                f"{path}: not a checkpoint: not an .npz (zip) archive (it starts with {head!r})"
+            )
+        handle.seek(0)
+        try:
+            with np.load(handle, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+            raise ValueError(
+                f"{path}: damaged checkpoint: the .npz archive is truncated or corrupt "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
     if "meta" not in arrays:
         raise ValueError(f"{path}: not an xpnet checkpoint: no 'meta' entry in the archive")
     try:

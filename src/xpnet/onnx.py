@@ -118,7 +118,6 @@ class _Graph:
 def _emit(layer: Module, x: str, rank: int, where: str, g: _Graph) -> tuple[str, int]:
     """Add ``layer`` applied to the value ``x`` (of ``rank`` dimensions) to ``g``; return
     the output's name and rank. ``where`` names the layer's place (``"4.block.0"``)."""
-    state = layer.state_dict()
     kind = type(layer).__name__
     if isinstance(layer, Sequential):
         for index, child in enumerate(layer.children()):
@@ -135,6 +134,7 @@ def _emit(layer: Module, x: str, rank: int, where: str, g: _Graph) -> tuple[str,
         return g.node("Add", [out, skip], where or kind), out_rank
     if isinstance(layer, Dropout) and _exact(layer):
         return x, rank
+    state = layer.state_dict()  # a leaf's own weights (a container's would copy them all)
     if isinstance(layer, Conv2d) and _exact(layer):
         _expect_rank(rank, 4, kind, where)
         w = g.constant(f"{where}.weight", state["weight"])

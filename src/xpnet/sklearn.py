@@ -400,8 +400,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: Any) -> Any:
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order.
 
-        NumPy float64 (computed in ``X``'s precision: see ``dtype``), or with ``sklearn.set_config(array_api_dispatch=True)`` an array of
-        ``X``'s type and device.
+        NumPy float64 (computed in ``X``'s precision: see ``dtype``), or with
+        ``sklearn.set_config(array_api_dispatch=True)`` an array of ``X``'s type and device.
         """
         probs, X = self._probabilities(X)
         if _array_api_dispatch() and backend_of(X) != "numpy":

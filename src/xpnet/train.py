@@ -5,10 +5,11 @@
 progress update) and at the end of each epoch are the loss values and hits computed from
 them and read back. A step itself computes only the loss's gradient (for a loss with
 ``gradient``/``per_sample``, as :class:`~xpnet.nn.CrossEntropyLoss`, from one-hot rows
-built once for the dataset): no device work, and no host sync, for metrics in a step. It stops with
-:class:`TrainingDiverged` naming the step when the loss turns NaN/inf (the last good
-checkpoint stays as it was), and on Ctrl-C finishes the current step, saves a checkpoint
-and raises ``KeyboardInterrupt``; ``fit(..., resume=True)`` continues that same run.
+built once for the dataset): no device work, and no host sync, for metrics in a step. It
+stops with :class:`TrainingDiverged` naming the step when the loss turns NaN/inf (the last
+good checkpoint stays as it was), and on Ctrl-C finishes the current step, saves a
+checkpoint and raises ``KeyboardInterrupt``; ``fit(..., resume=True)`` continues that same
+run.
 
 The pieces, in the order a run uses them: :class:`_Run` holds what one ``fit`` call
 trains and writes; :meth:`_Run.epoch` runs the steps of one epoch (:meth:`_Run.step`

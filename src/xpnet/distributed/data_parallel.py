@@ -39,6 +39,7 @@ class DataParallel:
             )
         self.comm = comm
         self.root = comm.rank == 0
+        self._running: list[Any] | None = None  # plain BatchNorm's running statistics
 
     def local(self, index: Array) -> tuple[Array, int]:
         """This rank's part of a global batch's ``index`` and the global batch's size: equal
@@ -65,16 +66,18 @@ class DataParallel:
         """Rank 0's running statistics of every plain BatchNorm on every rank, packed into
         one broadcast after each step (as DDP's ``broadcast_buffers``, so every rank
         validates and ends with the same ones); nothing without such layers."""
-        from .sync_batchnorm import SyncBatchNorm
+        if self._running is None:  # the same Buffer objects every step: found once
+            from .sync_batchnorm import SyncBatchNorm
 
-        layers = [
-            m
-            for m in _walk(model)
-            if isinstance(m, _BatchNorm) and not isinstance(m, SyncBatchNorm)
-        ]
-        buffers = [
-            b for m in layers if m.track_running_stats for b in (m.running_mean, m.running_var)
-        ]
+            layers = [
+                m
+                for m in _walk(model)
+                if isinstance(m, _BatchNorm) and not isinstance(m, SyncBatchNorm)
+            ]
+            self._running = [
+                b for m in layers if m.track_running_stats for b in (m.running_mean, m.running_var)
+            ]
+        buffers = self._running
         if not buffers:
             return
         xp = array_namespace(buffers[0].data)

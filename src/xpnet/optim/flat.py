@@ -20,6 +20,7 @@ its view; the next step notices (an identity check) and packs the buffer again.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -62,7 +63,7 @@ class FlatParameters:
         first = params[0].data
         self.xp = array_namespace(first)
         self.sizes = [math.prod(p.data.shape) for p in params]
-        self.offsets = [sum(self.sizes[:i]) for i in range(len(params))]
+        self.offsets = [0, *itertools.accumulate(self.sizes[:-1])]
         self.data: Array = None
         self._views: list[Array] = []
         self.pack()
