@@ -130,6 +130,18 @@ def compare(
     return results
 
 
+def median_ms(fn: Callable[[], Any], repeats: int, *, warmup: int = 1) -> float:
+    """Median milliseconds of ``fn()`` over ``repeats`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
 def paired_ratio(times: dict[str, dict[str, Any]], numerator: str, denominator: str) -> float:
     """Median over rounds of (numerator / denominator) round medians from :func:`compare`."""
     pairs = zip(times[numerator]["round_medians_s"], times[denominator]["round_medians_s"])

@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +24,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import Panel, bar_plot, median_ms, write_results
+
 IMPLS = ("xpnet", "xpnet-no-numba", "onnxruntime", "torch")
 MODELS = ("mnist_cnn", "mnist_resnet")
 THREADS = "2"
-
-
-def _timed(call: Any, repeats: int) -> float:
-    """Median seconds of ``call()`` over ``repeats`` calls, after two warm-up calls."""
-    call()
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def measure(impl: str, model_name: str, onnx_path: str, quick: bool) -> dict[str, float]:
@@ -78,9 +66,9 @@ def measure(impl: str, model_name: str, onnx_path: str, quick: bool) -> dict[str
             with torch.inference_mode():
                 return torch.softmax(twin(torch.from_numpy(x)), dim=1).numpy()
 
-    latency = _timed(lambda: run(one), 20 if quick else 200)
-    batch = _timed(lambda: run(many), 1 if quick else 5)
-    return {"latency_ms": latency * 1e3, "throughput_per_s": 1000 / batch}
+    latency_ms = median_ms(lambda: run(one), 20 if quick else 200, warmup=2)
+    batch_ms = median_ms(lambda: run(many), 1 if quick else 5, warmup=2)
+    return {"latency_ms": latency_ms, "throughput_per_s": 1000 / (batch_ms / 1e3)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(measure(*args.child, quick=args.quick)))
         return 0
-    from _common import write_results
     from xpnet import models
     from xpnet.onnx import export
 
@@ -125,22 +112,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plot(rows: dict[str, dict[str, Any]], path: Path) -> None:
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in ((axes[0], "latency_ms", "batch-1 latency (ms, lower is better)"),
-                           (axes[1], "throughput_per_s", "images/s at batch 1,000 (higher is better)")):  # fmt: skip
-        for offset, name in enumerate(MODELS):
-            values = [rows.get(f"{name}/{impl}", {}).get(key, np.nan) for impl in IMPLS]
-            ax.bar(np.arange(len(IMPLS)) + 0.4 * offset - 0.2, values, 0.4, label=name)
-        ax.set_xticks(np.arange(len(IMPLS)), IMPLS, rotation=20)
-        ax.set_title(label, fontsize=9)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    def series(key: str) -> dict[str, list[float]]:
+        return {
+            impl: [rows.get(f"{name}/{impl}", {}).get(key, float("nan")) for name in MODELS]
+            for impl in IMPLS
+        }
+
+    bar_plot(
+        path,
+        Panel(list(MODELS), series("latency_ms"), "ms", "batch-1 latency (lower is better)",
+              scale=1.0),
+        Panel(list(MODELS), series("throughput_per_s"), "images/s",
+              "images/s at batch 1,000 (higher is better)", scale=1.0),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import write_results
+from _common import Panel, bar_plot, write_results
 from launch_count import count_ops
 from xpnet import models, nn, optim
 from xpnet.kernels import use_fast_paths
@@ -157,21 +157,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plot(rows: dict[str, dict[str, Any]], path: Path) -> None:
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    labels = list(rows)
-    xs = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(max(6, len(labels) * 0.9), 4))
-    ax.bar(xs - 0.2, [rows[k]["xpnet"]["ops"] for k in labels], 0.4, label="xpnet (generic)")
-    ax.bar(xs + 0.2, [rows[k]["torch"]["ops"] for k in labels], 0.4, label="PyTorch (native)")
-    ax.set_xticks(xs, labels, rotation=30, ha="right")
-    ax.set_ylabel("device operations per training step")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    series = {
+        "xpnet (generic)": [row["xpnet"]["ops"] for row in rows.values()],
+        "PyTorch (native)": [row["torch"]["ops"] for row in rows.values()],
+    }
+    bar_plot(
+        path,
+        Panel(list(rows), series, "device operations per training step",
+              "operations a training step issues, batch 128", scale=1.0, log=False),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

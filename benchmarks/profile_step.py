@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import write_results
+from _common import median_ms, write_results
 from xpnet import models, nn, optim
 from xpnet.datasets import load_mnist
 from xpnet.functional._windows import col2im, im2col
@@ -35,16 +35,6 @@ from xpnet.kernels import numpy as numpy_kernels
 from xpnet.kernels import use_fast_paths
 
 BATCH = 128
-
-
-def median_ms(fn: Callable[[], Any], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 class LayerClock:
