@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
 
 from .._typing import Array
 from ..nn import Module, Sequential
@@ -44,7 +44,7 @@ class SyncBatchNorm(BatchNorm2d):
         axes = (0, 2, 3)
         count_local = x.shape[0] * x.shape[2] * x.shape[3]
         counted = xp.concat(
-            [xp.sum(x, axis=axes), xp.ones(1, dtype=x.dtype, device=_dev(x)) * count_local]
+            [xp.sum(x, axis=axes), xp.ones(1, dtype=x.dtype, device=device(x)) * count_local]
         )
         totals = self.comm.allreduce(counted)
         count = float(totals[channels])
@@ -87,12 +87,6 @@ class SyncBatchNorm(BatchNorm2d):
         mean_g = xp.reshape(sums[:channels] / count, shape)
         mean_gx = xp.reshape(sums[channels:] / count, shape)
         return inv_std * (g - mean_g - x_hat * mean_gx)
-
-
-def _dev(x: Array) -> Any:
-    from array_api_compat import device
-
-    return device(x)
 
 
 def convert_sync_batchnorm(model: Module, comm: Communicator | None) -> Module:
