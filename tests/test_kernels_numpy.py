@@ -226,14 +226,15 @@ def test_a_gradient_of_the_wrong_shape_is_an_error_not_a_crash(compiled, compile
 @needs_numba
 def test_compiled_tile_transforms_are_the_winograd_matrices():
     """Each compiled transform, on random tiles, against the matrices of F(2x2, 3x3) it
-    spells out as adds: V = B^T d B, Y = A^T M A, dM = A dY A^T, d(input) = B dV B^T."""
+    spells out as adds: V = B^T d B, Y = A^T M A, dM = A dY A^T; d(input) = B dV B^T as
+    the (16, 16) matrix INPUT_GRAD, and the windows' overlapping adds."""
     from xpnet.kernels.numba_loops import (
-        add_input_grad,
+        add_windows,
         transform_grad,
         transform_input,
         transform_output,
     )
-    from xpnet.kernels.winograd import A_T, B_T
+    from xpnet.kernels.winograd import A_T, B_T, INPUT_GRAD
 
     rng = np.random.default_rng(5)
     d = rng.standard_normal((1, 4, 4, 3))  # one padded 4x4 image: one tile, 3 channels
@@ -254,8 +255,17 @@ def test_compiled_tile_transforms_are_the_winograd_matrices():
     expected = np.einsum("ya,nyxc,xb->abc", A_T, g, A_T).reshape(16, 3)
     np.testing.assert_allclose(dm.reshape(16, 3), expected, rtol=1e-13, atol=1e-13)
 
-    dv = rng.standard_normal((16, 1, 1, 1, 3))
-    dx = np.empty((1, 4, 4, 3))
-    add_input_grad(dv, 0, 0, dx)
+    dv = rng.standard_normal((16, 3))
     expected = np.einsum("ar,abc,bs->rsc", B_T, dv.reshape(4, 4, 3), B_T)
-    np.testing.assert_allclose(dx[0], expected, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose((INPUT_GRAD @ dv).reshape(4, 4, 3), expected, rtol=1e-13, atol=1e-13)
+
+    # the windows of a 2x2 tile grid (stride 2, padding 1) added into a 5x5 image
+    e = rng.standard_normal((16, 1, 2, 2, 3))
+    dx = np.full((1, 5, 5, 3), np.nan)  # add_windows zeroes it first
+    add_windows(e, 1, 1, dx)
+    expected = np.zeros((1, 7, 7, 3))  # padded
+    for ty in range(2):
+        for tx in range(2):
+            window = e[:, 0, ty, tx].reshape(4, 4, 3)
+            expected[0, 2 * ty : 2 * ty + 4, 2 * tx : 2 * tx + 4] += window
+    np.testing.assert_allclose(dx, expected[:, 1:6, 1:6], rtol=1e-13, atol=1e-13)

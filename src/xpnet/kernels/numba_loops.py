@@ -150,49 +150,29 @@ def transform_grad(g: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover 
 
 
 @njit(parallel=True, cache=True)
-def add_input_grad(
-    dv: np.ndarray, pad_h: int, pad_w: int, out: np.ndarray
-) -> None:  # pragma: no cover
-    """d(input) = B dV B^T of every tile, added into its 4x4 window: ``dv`` (16, n, th,
-    tw, C) -> ``out`` (n, H, W, C), zeroed first; the windows start at ``(2*ty - pad_h,
-    2*tx - pad_w)`` and what falls in the padding is dropped."""
-    n, th, tw, c = dv.shape[1], dv.shape[2], dv.shape[3], dv.shape[4]
+def add_windows(e: np.ndarray, pad_h: int, pad_w: int, out: np.ndarray) -> None:  # pragma: no cover
+    """Every tile's 4x4 window gradient ``e`` (16, n, th, tw, C) added into its window of
+    ``out`` (n, H, W, C), zeroed first: the windows start at ``(2*ty - pad_h, 2*tx -
+    pad_w)`` and what falls in the padding is dropped.
+
+    Each add runs along the channels of one pixel: two contiguous rows, vectorised. (The
+    transform B dV B^T folded into this loop, 16 loads and 16 stores a channel, was not
+    vectorised and took 2-3x the time of the 16x16 product that now does it.)
+    """
+    n, th, tw, c = e.shape[1], e.shape[2], e.shape[3], e.shape[4]
     h, w = out.shape[1], out.shape[2]
     for i in prange(n):
         out[i] = 0
-        e = np.empty((16, c), dtype=out.dtype)  # one tile's 4x4 window gradient
         for ty in range(th):
             y0 = 2 * ty - pad_h
             for tx in range(tw):
                 x0 = 2 * tx - pad_w
-                for ch in range(c):
-                    d = dv[:, i, ty, tx, ch]
-                    # columns: f[a][s] = (dV B^T)[a][s]
-                    f00, f10, f20, f30 = d[0], d[4], d[8], d[12]
-                    f01 = (d[1] - d[2]) + d[3]
-                    f11 = (d[5] - d[6]) + d[7]
-                    f21 = (d[9] - d[10]) + d[11]
-                    f31 = (d[13] - d[14]) + d[15]
-                    f02 = (d[1] + d[2]) - d[0]
-                    f12 = (d[5] + d[6]) - d[4]
-                    f22 = (d[9] + d[10]) - d[8]
-                    f32 = (d[13] + d[14]) - d[12]
-                    f03, f13, f23, f33 = -d[3], -d[7], -d[11], -d[15]
-                    # rows: e[r][s] = (B f)[r][s]
-                    e[0, ch], e[1, ch], e[2, ch], e[3, ch] = f00, f01, f02, f03
-                    e[4, ch] = (f10 - f20) + f30
-                    e[5, ch] = (f11 - f21) + f31
-                    e[6, ch] = (f12 - f22) + f32
-                    e[7, ch] = (f13 - f23) + f33
-                    e[8, ch] = (f10 + f20) - f00
-                    e[9, ch] = (f11 + f21) - f01
-                    e[10, ch] = (f12 + f22) - f02
-                    e[11, ch] = (f13 + f23) - f03
-                    e[12, ch], e[13, ch], e[14, ch], e[15, ch] = -f30, -f31, -f32, -f33
                 for r in range(max(0, -y0), min(4, h - y0)):
                     for s in range(max(0, -x0), min(4, w - x0)):
+                        pixel = out[i, y0 + r, x0 + s]
+                        window = e[4 * r + s, i, ty, tx]
                         for ch in range(c):
-                            out[i, y0 + r, x0 + s, ch] += e[4 * r + s, ch]
+                            pixel[ch] += window[ch]
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,31 +182,40 @@ def add_input_grad(
 
 @njit(parallel=True, cache=True)
 def max_pool_forward(
-    x: np.ndarray, kh: int, kw: int, out: np.ndarray, argmax: np.ndarray
-) -> bool:  # pragma: no cover
+    x: np.ndarray, kh: int, kw: int, out: np.ndarray, argmax: np.ndarray, nan_in: np.ndarray
+) -> None:  # pragma: no cover
     """Max and argmax (first maximum, row-major window order) of every kh x kw window
     (stride = kernel) of channels-last ``x`` (n, H, W, C) into ``out`` and ``argmax`` (n,
-    H // kh, W // kw, C). Returns whether a NaN was seen (then the results are not used)."""
+    H // kh, W // kw, C; int32), and ``nan_in[i]``: whether image i holds a NaN (then the
+    results are not used).
+
+    The inner loops run along the channels of one window pixel (contiguous), so LLVM
+    vectorises them; that needs an argmax as wide as the floats (a uint8 argmax beside
+    float32 values measured 4.6x slower: 13.6 against 2.9 ms on (128, 28, 28, 32)).
+    """
     n, oh, ow, c = out.shape
-    nan_seen = 0
     for i in prange(n):
+        nan_seen = False
         for oy in range(oh):
             for ox in range(ow):
-                y, x0 = oy * kh, ox * kw
+                best = out[i, oy, ox]
+                index = argmax[i, oy, ox]
+                first = x[i, oy * kh, ox * kw]
                 for ch in range(c):
-                    value = x[i, y, x0, ch]
-                    nan_seen += value != value
-                    out[i, oy, ox, ch] = value
-                    argmax[i, oy, ox, ch] = 0
+                    value = first[ch]
+                    nan_seen |= value != value
+                    best[ch] = value
+                    index[ch] = 0
                 for k in range(1, kh * kw):  # the rest of the window, channels innermost
-                    y, x0 = oy * kh + k // kw, ox * kw + k % kw
+                    offset = argmax.dtype.type(k)
+                    pixel = x[i, oy * kh + k // kw, ox * kw + k % kw]
                     for ch in range(c):
-                        value = x[i, y, x0, ch]
-                        nan_seen += value != value
-                        larger = value > out[i, oy, ox, ch]
-                        out[i, oy, ox, ch] = value if larger else out[i, oy, ox, ch]
-                        argmax[i, oy, ox, ch] = k if larger else argmax[i, oy, ox, ch]
-    return nan_seen > 0
+                        value = pixel[ch]
+                        nan_seen |= value != value
+                        larger = value > best[ch]
+                        best[ch] = value if larger else best[ch]
+                        index[ch] = offset if larger else index[ch]
+        nan_in[i] = nan_seen
 
 
 @njit(parallel=True, cache=True)
@@ -234,7 +223,8 @@ def max_pool_backward(
     grad: np.ndarray, argmax: np.ndarray, kh: int, kw: int, out: np.ndarray
 ) -> None:  # pragma: no cover
     """Every window pixel of ``out`` (n, H, W, C; channels-last) gets its window's output
-    gradient if it is the argmax, else 0; pixels in no window (floor mode) get 0."""
+    gradient if it is the argmax, else 0; pixels in no window (floor mode) get 0.
+    ``grad`` and ``argmax`` (int32) are channels-last (n, H // kh, W // kw, C)."""
     n, oh, ow, c = grad.shape
     h, w = out.shape[1], out.shape[2]
     zero = out.dtype.type(0)
@@ -247,12 +237,13 @@ def max_pool_backward(
                 for x0 in range(ow * kw, w):
                     out[i, y, x0] = 0
                 for ox in range(ow):
+                    g = grad[i, oy, ox]
+                    index = argmax[i, oy, ox]
                     for kx in range(kw):
-                        k = ky * kw + kx
-                        x0 = ox * kw + kx
+                        offset = argmax.dtype.type(ky * kw + kx)
+                        pixel = out[i, y, ox * kw + kx]
                         for ch in range(c):
-                            g = grad[i, oy, ox, ch]
-                            out[i, y, x0, ch] = g if argmax[i, oy, ox, ch] == k else zero
+                            pixel[ch] = g[ch] if index[ch] == offset else zero
 
 
 @njit(parallel=True, cache=True)
@@ -266,7 +257,7 @@ def relu_backward(
 
 
 __all__ = [
-    "add_input_grad",
+    "add_windows",
     "get_num_threads",
     "max_pool_backward",
     "max_pool_forward",

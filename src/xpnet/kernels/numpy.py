@@ -362,12 +362,14 @@ def max_pool2d_forward(
     if _compiled.available() and is_channels_last(x):  # one pass
         n, c, h, w = x.shape
         out_nhwc = np.empty((n, h // kh, w // kw, c), dtype=x.dtype)
-        argmax_nhwc = np.empty(out_nhwc.shape, dtype=index_type)
+        argmax_nhwc = np.empty(out_nhwc.shape, dtype=np.int32)  # vectorises beside float32
+        nan_in = np.empty(n, dtype=np.bool_)
         with _compiled.one_thread() as loops:
-            if loops.max_pool_forward(
-                np.permute_dims(x, (0, 2, 3, 1)), kh, kw, out_nhwc, argmax_nhwc
-            ):
-                return None  # a NaN: the generic path
+            loops.max_pool_forward(
+                np.permute_dims(x, (0, 2, 3, 1)), kh, kw, out_nhwc, argmax_nhwc, nan_in
+            )
+        if nan_in.any():
+            return None  # a NaN: the generic path
         saved = Pool2dSaved(as_nchw(argmax_nhwc), tuple(x.shape), kernel, kernel, (0, 0), BACKEND)
         return as_nchw(out_nhwc), saved
     windows = pool_windows(x, kernel)
@@ -400,7 +402,7 @@ def max_pool2d_backward(grad_out: np.ndarray, saved: Pool2dSaved) -> np.ndarray:
         grad_x = np.empty((n, h, w, c), dtype=grad_out.dtype)
         with _compiled.one_thread() as loops:
             loops.max_pool_backward(
-                np.permute_dims(grad_out, (0, 2, 3, 1)),
+                channels_last(grad_out),  # a copy after a Flatten: 5x faster than strided
                 np.permute_dims(argmax, (0, 2, 3, 1)),
                 kh,
                 kw,

@@ -14,13 +14,13 @@ The backward pass is the forward's transpose, in the same transformed space:
 
 - ``dM = A dY A^T`` (the output transform's transpose, on the output gradient);
 - ``dU[t] = V[t]^T @ dM[t]`` and ``d(weight) = G^T dU G`` (16 products, reusing ``V``);
-- ``dV[t] = dM[t] @ U[t]^T``, and ``d(input) = B dV B^T`` added tile by tile into the
-  overlapping 4x4 input windows;
+- ``dV[t] = dM[t] @ U[t]^T``, and ``d(input) = B dV B^T`` (one product by the (16, 16)
+  matrix :data:`INPUT_GRAD`) added tile by tile into the overlapping 4x4 input windows;
 - the bias rides on the tile point (1, 1), whose output transform adds it to all four
   outputs: it is added to ``M[1, 1]``, and its gradient is the sum of ``dM[1, 1]``.
 
-The matrices hold only 0, +-1 and +-1/2, so the four transforms of tiles are adds and
-subtracts: :mod:`xpnet.kernels.numba_loops` does each in one compiled pass. Here are the
+The matrices hold only 0, +-1 and +-1/2, so the transforms of tiles are adds and
+subtracts: :mod:`xpnet.kernels.numba_loops` does three in one compiled pass each. Here are the
 matrix products (BLAS) and the weights' transforms (small). Spelled as NumPy adds of whole
 strided slices, the tile transforms took about 60 passes over memory and the layer was no
 faster than im2col (default model's size, 32->64 channels at 14x14, batch 128: 30.6 vs
@@ -43,6 +43,10 @@ from . import _compiled
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+
+INPUT_GRAD = np.kron(B_T.T, B_T.T)
+"""B dV B^T as one (16, 16) matrix on the 16 tile points (row-major 4x4 windows and
+tiles): ``windows = INPUT_GRAD @ dV`` for every tile and channel in one product."""
 
 BIAS_POINT = 5
 """Tile point (1, 1): ``A_T[:, 1]`` is all ones, so a value there reaches all 4 outputs."""
@@ -144,7 +148,8 @@ def conv2d_backward(
     grad_x = None
     if input_grad:
         dv = np.matmul(dm_rows, np.permute_dims(u, (0, 2, 1)))
+        windows = INPUT_GRAD.astype(v.dtype) @ dv.reshape(16, -1)  # B dV B^T of every tile
         grad_x = np.empty((n, *x_hw, c_in), dtype=v.dtype)
         with _compiled.one_thread() as loops:
-            loops.add_input_grad(dv.reshape(16, n, th, tw, c_in), *padding, grad_x)
+            loops.add_windows(windows.reshape(16, n, th, tw, c_in), *padding, grad_x)
     return grad_x, weight_gradient(grad_u), grad_bias
