@@ -13,7 +13,9 @@ fixed batch of 128 random 1x28x28 images:
 - ``A``: xpnet's default model ``mnist_cnn``: conv 1->16 5x5, ReLU, max-pool 2, conv 16->32
   5x5, ReLU, max-pool 2, dense 512->128, ReLU, dense 128->10;
 - ``B``: the PyTorch MNIST example's size: conv 1->32 3x3 pad 1, ReLU, max-pool 2, conv
-  32->64 3x3 pad 1, ReLU, max-pool 2, dense 3136->128, ReLU, dense 128->10.
+  32->64 3x3 pad 1, ReLU, max-pool 2, dense 3136->128, ReLU, dense 128->10;
+- ``R``: xpnet's residual net ``mnist_resnet`` (BatchNorm, two basic blocks), for xpnet
+  and PyTorch only (PyTorch's copy is built from xpnet's spec, with the same weights).
 
 A step is forward, backward and the optimizer's update, and ends when the library has
 finished it (tinygrad is lazy: its step is realized). Each timed step follows a pause, so
@@ -42,7 +44,14 @@ THREADS = 2
 NETS: dict[str, dict[str, Any]] = {
     "A": {"convs": [(1, 16, 5, 0), (16, 32, 5, 0)], "dense": [512, 128, 10]},
     "B": {"convs": [(1, 32, 3, 1), (32, 64, 3, 1)], "dense": [3136, 128, 10]},
+    "R": {"model": "mnist_resnet"},  # xpnet's residual net; xpnet and PyTorch only
 }
+
+
+def only_xpnet_and_torch(net: dict[str, Any]) -> None:
+    """Net R is xpnet's model, rebuilt for PyTorch from its spec; no other peer has it."""
+    if "model" in net:
+        raise NotImplementedError(f"net R ({net['model']}) is built for xpnet and torch only")
 
 
 def batch(labels_dtype: Any = np.int64) -> tuple[np.ndarray, np.ndarray]:
@@ -71,9 +80,9 @@ def sequential(nn: Any, net: dict[str, Any]) -> Any:
 
 def xpnet_step(net: dict[str, Any]) -> tuple[str, Callable[[], Any], Callable[[], list[str]]]:
     import xpnet
-    from xpnet import nn, optim
+    from xpnet import models, nn, optim
 
-    model = sequential(nn, net)
+    model = models.build(net["model"], seed=0) if "model" in net else sequential(nn, net)
     opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     loss = nn.CrossEntropyLoss(check_range=False)
     x, y = batch()
@@ -97,7 +106,14 @@ def torch_step(net: dict[str, Any]) -> tuple[str, Callable[[], Any], Callable[[]
     from torch import nn
 
     torch.set_num_threads(THREADS)
-    model = sequential(nn, net)
+    if "model" in net:  # xpnet's model and weights as torch.nn (benchmarks/mnist.py)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from mnist import torch_twin
+        from xpnet import models
+
+        model = torch_twin(models.build(net["model"], seed=0), "cpu")
+    else:
+        model = sequential(nn, net)
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     x, y = (torch.from_numpy(a) for a in batch())
     out: list[Any] = []
@@ -116,6 +132,7 @@ def torch_step(net: dict[str, Any]) -> tuple[str, Callable[[], Any], Callable[[]
 
 
 def chainer_step(net: dict[str, Any]) -> tuple[str, Callable[[], Any], Callable[[], list[str]]]:
+    only_xpnet_and_torch(net)
     import chainer
     import chainer.functions as F
     import chainer.links as L
@@ -149,6 +166,7 @@ def chainer_step(net: dict[str, Any]) -> tuple[str, Callable[[], Any], Callable[
 
 
 def dezero_step(net: dict[str, Any]) -> tuple[str, Callable[[], Any], Callable[[], list[str]]]:
+    only_xpnet_and_torch(net)
     import dezero
     import dezero.functions as F
     import dezero.layers as L
@@ -195,6 +213,7 @@ def dezero_step(net: dict[str, Any]) -> tuple[str, Callable[[], Any], Callable[[
 def tinygrad_step(
     net: dict[str, Any], *, jit: bool
 ) -> tuple[str, Callable[[], Any], Callable[[], list[str]]]:
+    only_xpnet_and_torch(net)
     from importlib.metadata import version
 
     from tinygrad import Context, Device, Tensor, TinyJit
@@ -234,6 +253,7 @@ def tinygrad_step(
 
 
 def keras_step(net: dict[str, Any]) -> tuple[str, Callable[[], Any], Callable[[], list[str]]]:
+    only_xpnet_and_torch(net)
     import keras
     from keras import layers
 

@@ -1,12 +1,14 @@
-"""xpnet against its peers: the same two nets' training step, each library in its own process.
+"""xpnet against its peers: the same nets' training step, each library in its own process.
 
     python benchmarks/peers.py [--only LIB,LIB] [--rounds 2] [--coretypes native,Haswell]
-                               [--setup-only] [--quick] [--out DIR]
+                               [--nets A,B,R] [--before TREE] [--setup-only] [--quick]
+                               [--out DIR]
 
 (or ``nox -s peers``). Builds one virtualenv per peer under ``.peers/`` (kept between
 runs), then, for each OpenBLAS kernel set (``native``: what OpenBLAS picks for this CPU;
 ``Haswell``: ``OPENBLAS_CORETYPE=Haswell``), in ``--rounds`` rounds, runs
-``peer_steps.py LIBRARY NET`` in a fresh process for every library and both nets, with 2
+``peer_steps.py LIBRARY NET`` in a fresh process for every library and net (A and B for
+every peer; R, xpnet's residual net, for xpnet and PyTorch only), with 2
 threads for every library. Writes the ``peers`` section of ``results/<machine>-<date>.json``
 (every step's time, each library's version, dtypes and BLAS), a plot, and prints the
 Markdown table for ``benchmarks/README.md``.
@@ -66,7 +68,7 @@ PEERS: dict[str, tuple[str | None, list[list[str]]]] = {
     "tinygrad": ("tinygrad", [["tinygrad==0.14.0", "numpy", "threadpoolctl"]]),
     "tinygrad-jit": ("tinygrad", []),
 }
-NETS = ("A", "B")
+NETS = ("A", "B", "R")  # R: mnist_resnet, xpnet and PyTorch only (see peer_steps.py)
 CORETYPES = ("native", "Haswell")
 
 
@@ -155,7 +157,7 @@ def _median_of_each(values: dict[str, dict[str, list[float]]]) -> dict[str, dict
 
 def table(section: dict[str, Any]) -> str:
     """The Markdown table of the README: median ms and paired ratio to PyTorch per column."""
-    columns = [f"{net} {ct}" for ct in section["coretypes"] for net in NETS]
+    columns = [f"{net} {ct}" for ct in section["coretypes"] for net in section["nets"]]
     head = "| library | version | " + " | ".join(f"net {c}" for c in columns) + " | notes |"
     lines = [head, "|" + " --- |" * (len(columns) + 3)]
     for library in section["libraries"]:
@@ -178,7 +180,7 @@ def plot(section: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = [f"{net} {ct}" for ct in section["coretypes"] for net in NETS]
+    columns = [f"{net} {ct}" for ct in section["coretypes"] for net in section["nets"]]
     libraries = [lib for lib in section["libraries"] if lib in section["median_ms"]]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     width = 0.8 / max(len(libraries), 1)
@@ -201,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated libraries (default: all)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--coretypes", default=",".join(CORETYPES))
+    parser.add_argument("--nets", default=",".join(NETS), help="default: A,B,R")
     parser.add_argument("--steps", type=int, default=11)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--setup-only", action="store_true")
@@ -232,10 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     runs: list[dict[str, Any]] = []
     coretypes = args.coretypes.split(",")
+    nets = args.nets.split(",")
+    if set(nets) - set(NETS):
+        parser.error(f"--nets: unknown nets {sorted(set(nets) - set(NETS))}; known: {NETS}")
     for coretype in coretypes:
         for round_ in range(args.rounds):
             for library in libraries:
-                for net in NETS:
+                for net in nets:
                     if library in unusable:
                         run = {"library": library, "net": net, "error": unusable[library]}
                     else:
@@ -269,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "libraries": libraries,
         "before_tree": str(args.before) if args.before else None,
         "coretypes": coretypes,
+        "nets": nets,
         "median_ms": medians(runs),
         "ratio_to_torch": ratios_to_torch(runs),
         "info": info,
