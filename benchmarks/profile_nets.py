@@ -1,6 +1,6 @@
 """Each layer's forward and backward inside the peers' training step (xpnet only).
 
-    python benchmarks/profile_nets.py A|B [--steps 15]
+    python benchmarks/profile_nets.py A|B|R [--steps 15]
 
 The nets and the step are those of ``peer_steps.py`` (batch 128, SGD momentum 0.9, a
 0.3 s pause before each timed step); each layer's ``forward`` and ``backward`` is wrapped
@@ -48,7 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("net", choices=sorted(peer_steps.NETS))
     parser.add_argument("--steps", type=int, default=15)
     args = parser.parse_args(argv)
-    model = peer_steps.sequential(nn, peer_steps.NETS[args.net])
+    net = peer_steps.NETS[args.net]
+    if "model" in net:  # net R: a residual block is timed as one layer
+        from xpnet import models
+
+        model = models.build(net["model"], seed=0)
+    else:
+        model = peer_steps.sequential(nn, net)
     opt = optim.SGD(model.parameters(), lr=peer_steps.LR, momentum=peer_steps.MOMENTUM)
     loss = nn.CrossEntropyLoss(check_range=False)
     x, y = peer_steps.batch()
