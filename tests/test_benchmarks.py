@@ -95,7 +95,7 @@ def test_peers_benchmark_quick_with_the_libraries_of_this_environment(tmp_path):
     for library in section["libraries"]:
         assert "error" not in section["info"][library], section["info"][library]
         assert section["info"][library]["dtypes"] in (["float32"], ["torch.float32"])
-        for net in ("A", "B"):
+        for net in ("A", "B", "R"):  # R: mnist_resnet, xpnet's and its PyTorch copy
             assert section["median_ms"][library][f"{net} native"] > 0
     assert section["ratio_to_torch"]["torch"]["A native"] == 1.0
     assert "| xpnet | " in result.stdout
