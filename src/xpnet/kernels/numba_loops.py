@@ -260,23 +260,20 @@ def relu_backward(
 # Batch normalisation over (M, C) channels-last rows: per-channel sums, then one sweep
 # --------------------------------------------------------------------------------------------
 
-SUM_BLOCK = 256
-"""Rows summed into one float32 partial before it joins the float64 total: the sums stay
-vectorised in float32 and their rounding error that of 256 terms, not of M."""
-
 
 @njit(cache=True)
 def channel_sums(
-    rows: np.ndarray, shift: np.ndarray, square: bool, out: np.ndarray
+    rows: np.ndarray, shift: np.ndarray, square: bool, block: int, out: np.ndarray
 ) -> None:  # pragma: no cover
     """``out[c] = sum over rows of (rows[:, c] - shift[c])`` (squared if ``square``), in
-    float64 (``out``), over blocks of :data:`SUM_BLOCK` rows summed in the rows' dtype."""
+    float64 (``out``), over blocks of ``block`` rows summed in the rows' dtype (vectorised,
+    and each partial's rounding that of ``block`` terms, not of M)."""
     m, c = rows.shape
     out[:] = 0
     partial = np.empty(c, dtype=rows.dtype)
-    for first in range(0, m, SUM_BLOCK):
+    for first in range(0, m, block):
         partial[:] = 0
-        for r in range(first, min(first + SUM_BLOCK, m)):
+        for r in range(first, min(first + block, m)):
             row = rows[r]
             for ch in range(c):
                 value = row[ch] - shift[ch]
@@ -313,19 +310,20 @@ def normalize(
 
 @njit(cache=True)
 def grad_sums(
-    grad: np.ndarray, x_hat: np.ndarray, sum_grad: np.ndarray, sum_dot: np.ndarray
+    grad: np.ndarray, x_hat: np.ndarray, block: int, sum_grad: np.ndarray, sum_dot: np.ndarray
 ) -> None:  # pragma: no cover
     """Per channel, in float64: ``sum_grad = sum(grad)`` and ``sum_dot = sum(grad * x_hat)``
-    over (M, C) rows, blocks of :data:`SUM_BLOCK` rows summed in the rows' dtype."""
+    over (M, C) rows in one sweep, blocks of ``block`` rows summed in the rows' dtype (as
+    :func:`channel_sums`, which would take two sweeps and a product array)."""
     m, c = grad.shape
     sum_grad[:] = 0
     sum_dot[:] = 0
     part_grad = np.empty(c, dtype=grad.dtype)
     part_dot = np.empty(c, dtype=grad.dtype)
-    for first in range(0, m, SUM_BLOCK):
+    for first in range(0, m, block):
         part_grad[:] = 0
         part_dot[:] = 0
-        for r in range(first, min(first + SUM_BLOCK, m)):
+        for r in range(first, min(first + block, m)):
             g, h = grad[r], x_hat[r]
             for ch in range(c):
                 part_grad[ch] += g[ch]

@@ -359,7 +359,6 @@ def max_pool2d_forward(
     if not reshape_pooling(kernel, stride, padding):
         return None
     kh, kw = kernel
-    index_type = np.uint8 if kh * kw <= 256 else np.int64
     if _compiled.available() and is_channels_last(x):  # one pass
         n, c, h, w = x.shape
         out_nhwc = np.empty((n, h // kh, w // kw, c), dtype=x.dtype)
@@ -380,6 +379,7 @@ def max_pool2d_forward(
         np.maximum(out, offset, out=out)
     if np.isnan(np.sum(out)):  # argmax of a window with NaN: leave it to the generic path
         return None
+    index_type = np.uint8 if kh * kw <= 256 else np.int64
     argmax = np.zeros_like(out, dtype=index_type)  # laid out like x (channels-last or not)
     before = np.ones_like(out, dtype=bool)  # no maximum seen so far in the window
     for offset in offsets[:-1]:
@@ -475,8 +475,9 @@ def wide_rows(rows: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 SUM_BLOCK = 256
-"""Wide rows summed into one float32 partial before the partials are summed in float64 by
-:func:`channel_sums` (the compiled loops use the same blocks)."""
+"""Rows summed into one float32 partial before the partials are summed in float64: rows
+of (M, C) in the compiled loops, wide rows (:func:`wide_rows`) in :func:`channel_sums`;
+either way each partial rounds 256 terms, not M."""
 
 
 def channel_sums(rows: np.ndarray) -> np.ndarray:
@@ -524,9 +525,10 @@ def batch_norm_forward(
     rows = channels_last(x).reshape(n * h * w, c)
     count = rows.shape[0]
     batch_stats = training or running_mean is None or running_var is None
-    if _compiled.available():
+    loops = _compiled.available()
+    if loops is not None:  # three compiled sweeps
         return _batch_norm_compiled(
-            x, rows, weight, bias, running_mean, running_var, batch_stats=batch_stats, eps=eps
+            loops, x, rows, weight, bias, running_mean, running_var, batch_stats, eps
         )
     wide, r = wide_rows(rows)
     if batch_stats:
@@ -545,28 +547,44 @@ def batch_norm_forward(
     out = x_hat.copy() if weight is None else x_hat * np.tile(weight, r)
     if bias is not None:
         out += np.tile(bias, r)
+    stats = (mean, var_unbiased) if batch_stats else None
+    return _batch_norm_result(x.shape, x_hat, out, inv_std, weight, stats)
+
+
+def _batch_norm_result(
+    x_shape: tuple[int, ...],
+    x_hat: np.ndarray,
+    out: np.ndarray,
+    inv_std: np.ndarray,
+    weight: np.ndarray | None,
+    stats: tuple[np.ndarray, np.ndarray | None] | None,
+) -> tuple[np.ndarray, BatchNormSaved]:
+    """The output and saved state of a batch norm forward whose ``x_hat`` and ``out`` are
+    channels-last rows (any shape of that memory); ``stats``: the batch's (mean, unbiased
+    variance), or None when normalised by the running statistics."""
+    n, c, h, w = x_shape
     shape = (1, c, 1, 1)
     saved = BatchNormSaved(
         as_nchw(x_hat.reshape(n, h, w, c)),
         inv_std.reshape(shape),
         None if weight is None else weight.reshape(shape),
         (0, 2, 3),
-        batch_stats,
-        mean if batch_stats else None,
-        var_unbiased,
+        stats is not None,
+        None if stats is None else stats[0],
+        None if stats is None else stats[1],
         BACKEND,
     )
     return as_nchw(out.reshape(n, h, w, c)), saved
 
 
 def _batch_norm_compiled(
+    loops: Any,
     x: np.ndarray,
     rows: np.ndarray,
     weight: np.ndarray | None,
     bias: np.ndarray | None,
     running_mean: np.ndarray | None,
     running_var: np.ndarray | None,
-    *,
     batch_stats: bool,
     eps: float,
 ) -> tuple[np.ndarray, BatchNormSaved]:
@@ -576,14 +594,12 @@ def _batch_norm_compiled(
     (128, 16, 28, 28): 9.2 -> 4.0 ms, against seven NumPy passes)."""
     count, c = rows.shape
     dtype = x.dtype
-    loops = _compiled.available()
-    assert loops is not None
     var_unbiased = None
     if batch_stats:
         sums = np.empty(c, dtype=np.float64)
-        loops.channel_sums(rows, np.zeros(c, dtype=dtype), False, sums)
+        loops.channel_sums(rows, np.zeros(c, dtype=dtype), False, SUM_BLOCK, sums)
         mean = (sums / count).astype(dtype)
-        loops.channel_sums(rows, mean, True, sums)
+        loops.channel_sums(rows, mean, True, SUM_BLOCK, sums)
         var64 = sums / count
         var_unbiased = (var64 * (count / max(count - 1, 1))).astype(dtype)
         inv_std = (1.0 / np.sqrt(var64 + eps)).astype(dtype)
@@ -604,19 +620,8 @@ def _batch_norm_compiled(
             x_hat,
             out,
         )
-    n, _, h, w = x.shape
-    shape = (1, c, 1, 1)
-    saved = BatchNormSaved(
-        as_nchw(x_hat.reshape(n, h, w, c)),
-        inv_std.reshape(shape),
-        None if weight is None else weight.reshape(shape),
-        (0, 2, 3),
-        batch_stats,
-        mean if batch_stats else None,
-        var_unbiased,
-        BACKEND,
-    )
-    return as_nchw(out.reshape(n, h, w, c)), saved
+    stats = (mean, var_unbiased) if batch_stats else None
+    return _batch_norm_result(x.shape, x_hat, out, inv_std, weight, stats)
 
 
 @register(BACKEND, "batch_norm_backward")
@@ -639,14 +644,29 @@ def batch_norm_backward(
     has_weight = saved.weight is not None
     if not input_grad:
         return None, grad_weight if has_weight else None, grad_bias
+    scale, along_x_hat, constant = _input_grad_coefficients(saved, grad_bias, grad_weight, count)
+    grad_x = grad_wide * np.tile(scale, r)
+    if saved.batch_stats:
+        grad_x += x_hat_wide * np.tile(along_x_hat, r)
+        grad_x += np.tile(constant, r)
+    return as_nchw(grad_x.reshape(n, h, w, c)), grad_weight if has_weight else None, grad_bias
+
+
+def _input_grad_coefficients(
+    saved: BatchNormSaved, sum_grad: np.ndarray, sum_dot: np.ndarray, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel (a, b, c) of ``dx = a * g + b * x_hat + c`` from ``sum_grad = sum(g)``
+    and ``sum_dot = sum(g * x_hat)``: ``a = inv_std * weight``; with the batch's statistics
+    ``b = -a * sum_dot / count`` and ``c = -a * sum_grad / count``, else zeros (the
+    statistics are constants then)."""
+    c = sum_grad.shape[0]
     scale = saved.inv_std.reshape(c)
     if saved.weight is not None:
         scale = scale * saved.weight.reshape(c)
-    grad_x = grad_wide * np.tile(scale, r)
-    if saved.batch_stats:
-        grad_x += x_hat_wide * np.tile(-scale * grad_weight / count, r)
-        grad_x += np.tile(-scale * grad_bias / count, r)
-    return as_nchw(grad_x.reshape(n, h, w, c)), grad_weight if has_weight else None, grad_bias
+    if not saved.batch_stats:
+        zeros = np.zeros(c, dtype=sum_grad.dtype)
+        return scale, zeros, zeros
+    return scale, -scale * sum_dot / count, -scale * sum_grad / count
 
 
 def _batch_norm_backward_compiled(
@@ -662,21 +682,15 @@ def _batch_norm_backward_compiled(
     count, c = grad.shape
     dtype = grad.dtype
     sum_grad, sum_dot = np.empty(c), np.empty(c)
-    loops.grad_sums(grad, x_hat, sum_grad, sum_dot)
+    loops.grad_sums(grad, x_hat, SUM_BLOCK, sum_grad, sum_dot)
     grad_bias, grad_weight = sum_grad.astype(dtype), sum_dot.astype(dtype)
     has_weight = saved.weight is not None
     if not input_grad:
         return None, grad_weight if has_weight else None, grad_bias
-    scale = saved.inv_std.reshape(c)
-    if saved.weight is not None:
-        scale = scale * saved.weight.reshape(c)
-    zeros = np.zeros(c, dtype=dtype)
-    b, c0 = zeros, zeros
-    if saved.batch_stats:
-        b, c0 = -scale * grad_weight / count, -scale * grad_bias / count
+    coefficients = _input_grad_coefficients(saved, grad_bias, grad_weight, count)
     grad_x = np.empty_like(grad)
     with _compiled.one_thread():
-        loops.affine_pair(grad, x_hat, scale, b, c0, grad_x)
+        loops.affine_pair(grad, x_hat, *coefficients, grad_x)
     n, h, w = nhw
     return as_nchw(grad_x.reshape(n, h, w, c)), grad_weight if has_weight else None, grad_bias
 
