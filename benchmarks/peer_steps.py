@@ -78,11 +78,18 @@ def sequential(nn: Any, net: dict[str, Any]) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
+def xpnet_model(net: dict[str, Any]) -> Any:
+    """``net`` as an xpnet model: xpnet's own for net R, else :func:`sequential`."""
+    from xpnet import models, nn
+
+    return models.build(net["model"], seed=0) if "model" in net else sequential(nn, net)
+
+
 def xpnet_step(net: dict[str, Any]) -> tuple[str, Callable[[], Any], Callable[[], list[str]]]:
     import xpnet
-    from xpnet import models, nn, optim
+    from xpnet import nn, optim
 
-    model = models.build(net["model"], seed=0) if "model" in net else sequential(nn, net)
+    model = xpnet_model(net)
     opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     loss = nn.CrossEntropyLoss(check_range=False)
     x, y = batch()

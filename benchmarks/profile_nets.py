@@ -48,13 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("net", choices=sorted(peer_steps.NETS))
     parser.add_argument("--steps", type=int, default=15)
     args = parser.parse_args(argv)
-    net = peer_steps.NETS[args.net]
-    if "model" in net:  # net R: a residual block is timed as one layer
-        from xpnet import models
-
-        model = models.build(net["model"], seed=0)
-    else:
-        model = peer_steps.sequential(nn, net)
+    model = peer_steps.xpnet_model(peer_steps.NETS[args.net])  # R: a block times as one layer
     opt = optim.SGD(model.parameters(), lr=peer_steps.LR, momentum=peer_steps.MOMENTUM)
     loss = nn.CrossEntropyLoss(check_range=False)
     x, y = peer_steps.batch()
