@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xpnet import functional as F
-from xpnet.kernels import _compiled, backward_for, kernel_for, use_fast_paths
+from xpnet.kernels import _compiled, backward_for, kernel_for, use_fast_paths, winograd
 from xpnet.kernels import numpy as numpy_kernels
 from xpnet.kernels.winograd import WinogradTiles
 
@@ -175,6 +175,29 @@ def test_winograd_float32_error_against_float64(compiled, c_in, c_out, side, pad
     exact = _conv_reference(x, w, b, padding)
     error = np.abs(out - exact).max() / np.abs(exact).max()
     assert error < 1e-6, error
+
+
+@needs_numba
+def test_winograd_in_blocks_of_images_equals_one_block(compiled, monkeypatch):
+    """The batch cut into blocks (here 3 blocks of 2, 2 and 1 images): the same output
+    and gradients as one block within a few float32 roundings (OpenBLAS's products round
+    differently for different numbers of rows), and the float64 reference's output."""
+    compiled(True)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 6, 9, 8)).astype(np.float32)
+    w = (rng.standard_normal((10, 6, 3, 3)) / np.sqrt(54)).astype(np.float32)
+    b = rng.standard_normal(10).astype(np.float32)
+    grad = rng.standard_normal((5, 10, 9, 8)).astype(np.float32)
+    results = {}
+    for block_bytes in (2**40, 16 * 20 * 10 * 4 * 2):  # 20 tiles an image, 10 channels
+        monkeypatch.setattr(winograd, "BLOCK_BYTES", block_bytes)
+        out, saved = F.conv2d_forward(x, w, b, padding=1)
+        results[block_bytes] = (out, *F.conv2d_backward(grad, saved))
+        assert len(saved.cols.tiles) == (1 if block_bytes == 2**40 else 3)
+    (out1, gx1, gw1, gb1), (out3, gx3, gw3, gb3) = results.values()
+    for blocks, one in [(out3, out1), (gx3, gx1), (gw3, gw1), (gb3, gb1)]:
+        np.testing.assert_allclose(blocks, one, rtol=1e-5, atol=1e-6 * np.abs(one).max())
+    np.testing.assert_allclose(out3, _conv_reference(x, w, b, 1), rtol=1e-4, atol=1e-5)
 
 
 @needs_numba
