@@ -257,7 +257,9 @@ def relu_backward(
 
 
 # --------------------------------------------------------------------------------------------
-# Batch normalisation over (M, C) channels-last rows: per-channel sums, then one sweep
+# Batch normalisation over (M, C) channels-last rows: per-channel sums, then one sweep.
+# The callers pass wide rows (r rows of C side by side, r * C = 256; per-channel vectors
+# tiled r times, sums folded after): "channel" below is a column of what is passed.
 # --------------------------------------------------------------------------------------------
 
 
