@@ -134,19 +134,25 @@ def run_one(library: str, net: str, coretype: str, args: argparse.Namespace) -> 
     return json.loads(lines[-1])
 
 
-def ratios_to_torch(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per library, net and kernel set: the median over rounds of (library / PyTorch) of
-    the same round (paired ratios)."""
+def paired_ratios(runs: list[dict[str, Any]], reference: str) -> dict[str, dict[str, list[float]]]:
+    """Per library and ``"<net> <kernel set>"``: (library / ``reference``) of each round,
+    in round order (paired ratios: the two ran in the same round)."""
     by_key = {(r["library"], r["net"], r["coretype"], r["round"]): r for r in runs}
     ratios: dict[str, dict[str, list[float]]] = {}
     for (library, net, coretype, round_), run in by_key.items():
-        torch_run = by_key.get(("torch", net, coretype, round_))
-        if "median_ms" not in run or torch_run is None or "median_ms" not in torch_run:
+        reference_run = by_key.get((reference, net, coretype, round_))
+        if "median_ms" not in run or reference_run is None or "median_ms" not in reference_run:
             continue
         key = f"{net} {coretype}"
-        ratio = run["median_ms"] / torch_run["median_ms"]
+        ratio = run["median_ms"] / reference_run["median_ms"]
         ratios.setdefault(library, {}).setdefault(key, []).append(ratio)
-    return _median_of_each(ratios)
+    return ratios
+
+
+def ratios_to_torch(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per library, net and kernel set: the median over rounds of (library / PyTorch) of
+    the same round (paired ratios)."""
+    return _median_of_each(paired_ratios(runs, "torch"))
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -164,7 +170,8 @@ def _median_of_each(values: dict[str, dict[str, list[float]]]) -> dict[str, dict
 
 
 def table(section: dict[str, Any]) -> str:
-    """The Markdown table of the README: median ms and paired ratio to PyTorch per column."""
+    """The Markdown table of the README: median ms and paired ratio to PyTorch per column,
+    with the range of the rounds' paired ratios where there are several rounds."""
     columns = [f"{net} {ct}" for ct in section["coretypes"] for net in section["nets"]]
     head = "| library | version | " + " | ".join(f"net {c}" for c in columns) + " | notes |"
     lines = [head, "|" + " --- |" * (len(columns) + 3)]
@@ -174,7 +181,10 @@ def table(section: dict[str, Any]) -> str:
         for column in columns:
             ms = section["median_ms"].get(library, {}).get(column)
             ratio = section["ratio_to_torch"].get(library, {}).get(column)
-            cells.append("-" if ms is None else f"{ms:.1f} ms ({ratio:.2f}x)")
+            rounds = section.get("ratio_to_torch_rounds", {}).get(library, {}).get(column, [])
+            several = len(rounds) > 1 and library != "torch"
+            spread = f"; {min(rounds):.2f}-{max(rounds):.2f}" if several else ""
+            cells.append("-" if ms is None else f"{ms:.1f} ms ({ratio:.2f}x{spread})")
         notes = info.get("error") or ", ".join(info.get("dtypes", []))
         lines.append(
             f"| {library} | {info.get('version', '-')} | " + " | ".join(cells) + f" | {notes} |"
@@ -288,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         "nets": nets,
         "median_ms": medians(runs),
         "ratio_to_torch": ratios_to_torch(runs),
+        "ratio_to_torch_rounds": paired_ratios(runs, "torch"),
+        "xpnet_to_before_rounds": paired_ratios(runs, "xpnet-before").get("xpnet", {}),
         "info": info,
         "runs": runs,
     }
@@ -306,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     plot(section, png)
     print(f"\nwrote {path} and {png}\n")
     print(table(section))
+    for column, rounds in section["xpnet_to_before_rounds"].items():
+        shown = ", ".join(f"{r:.2f}" for r in rounds)
+        print(f"xpnet / xpnet-before, net {column}, each round: {shown}")
     return 0
 
 

@@ -98,5 +98,7 @@ def test_peers_benchmark_quick_with_the_libraries_of_this_environment(tmp_path):
         for net in ("A", "B", "R"):  # R: mnist_resnet, xpnet's and its PyTorch copy
             assert section["median_ms"][library][f"{net} native"] > 0
     assert section["ratio_to_torch"]["torch"]["A native"] == 1.0
+    assert section["ratio_to_torch_rounds"]["torch"]["A native"] == [1.0]  # one round
+    assert section["xpnet_to_before_rounds"] == {}  # no --before
     assert "| xpnet | " in result.stdout
     assert list(tmp_path.glob("*-peers-quick.png"))
