@@ -58,17 +58,21 @@ im2col, which measured 0.5x PyTorch's time there)."""
 
 BLOCK_BYTES = 2**21
 """About how many bytes of transformed tiles (V or M, whichever is wider) one block of
-images takes through the transform -> products -> transform chain; see
-:func:`image_blocks`."""
+images takes through the transform -> products -> transform chain (:func:`image_blocks`;
+2^20 and 2^21 measured best, 2^18 1.2-1.6x slower: the products' per-call cost)."""
 
 
 def image_blocks(n: int, tiles_per_image: int, channels: int, itemsize: int) -> list[range]:
     """The batch cut into blocks of images whose transformed tiles (16 points x tiles x
-    ``channels``) take about :data:`BLOCK_BYTES`: each block's chain of passes then runs in
-    the caches. Whole-batch arrays (12.8 MB for M of a 16 -> 32 channel layer at 14x14,
-    batch 128) went through memory between every two passes: blocks took that layer's
-    forward + backward from 20.1 to 15.9 ms, 16 -> 16 channels from 18.4 to 12.4 ms, and
-    ``mnist_resnet``'s training step 8% (benchmarks/README.md)."""
+    ``channels``) take about :data:`BLOCK_BYTES`, each block taken through the whole chain
+    of passes before the next.
+
+    Whole-batch arrays (12.8 MB for M of a 16 -> 32 channel layer at 14x14, batch 128)
+    were fresh memory at every call; blocks took that layer's forward + backward from 20.1
+    to 15.9 ms, 16 -> 16 channels from 18.4 to 12.4 ms and ``mnist_resnet``'s training step
+    to 0.92x (in-process alternating pairs). With glibc keeping its freed memory the two are
+    about as fast, so most of the gain is page faults saved (about 3.5 us each on the VM
+    measured), not cache hits (benchmarks/README.md, third CPU pass)."""
     per_image = 16 * tiles_per_image * channels * itemsize
     size = max(1, BLOCK_BYTES // max(per_image, 1))
     return [range(first, min(first + size, n)) for first in range(0, n, size)]
