@@ -198,6 +198,11 @@ def test_winograd_in_blocks_of_images_equals_one_block(compiled, monkeypatch):
     for blocks, one in [(out3, out1), (gx3, gx1), (gw3, gw1), (gb3, gb1)]:
         np.testing.assert_allclose(blocks, one, rtol=1e-5, atol=1e-6 * np.abs(one).max())
     np.testing.assert_allclose(out3, _conv_reference(x, w, b, 1), rtol=1e-4, atol=1e-5)
+    out, saved = F.conv2d_forward(x[:0], w, b, padding=1)  # no images: no blocks
+    assert out.shape == (0, 10, 9, 8) and saved.cols.tiles == []
+    grad_x, grad_w, grad_b = F.conv2d_backward(grad[:0], saved)
+    assert grad_x.shape == (0, 6, 9, 8)
+    assert not grad_w.any() and not grad_b.any()
 
 
 @needs_numba

@@ -166,9 +166,8 @@ def conv2d_backward(
     (C_out, C_in, 3, 3), bias (C_out,) or None; ``grad_nhwc`` is (N, out_h, out_w, C_out)
     in any memory layout. Block by block of images, as the forward."""
     blocks, u = tiles
-    _, _, th, tw, c_in = blocks[0].shape
-    c_out = u.shape[2]
-    n = grad_nhwc.shape[0]
+    n, c_in, c_out = grad_nhwc.shape[0], u.shape[1], u.shape[2]
+    th, tw = tile_grid(grad_nhwc.shape[1:3])
     u_t = np.permute_dims(u, (0, 2, 1))
     input_grad_matrix = INPUT_GRAD.astype(u.dtype)
     grad_u = np.zeros((16, c_in, c_out), dtype=np.float64)  # float32 blocks, summed in float64
