@@ -191,31 +191,33 @@ def max_pool_forward(
 
     The inner loops run along the channels of one window pixel (contiguous), so LLVM
     vectorises them; that needs an argmax as wide as the floats (a uint8 argmax beside
-    float32 values measured 4.6x slower: 13.6 against 2.9 ms on (128, 28, 28, 32)).
+    float32 values measured 4.6x slower: 13.6 against 2.9 ms on (128, 28, 28, 32)). A
+    row of outputs takes one window offset at a time (offset outermost, then the row's
+    windows): 2.4x faster at 16 channels than each window's offsets in turn (2.61 against
+    1.08 ms on (128, 28, 28, 16)), 1.9x at 32, 1.5x at 64; the NaN check is a count.
     """
     n, oh, ow, c = out.shape
     for i in prange(n):
-        nan_seen = False
+        nans = 0
         for oy in range(oh):
-            for ox in range(ow):
-                best = out[i, oy, ox]
-                index = argmax[i, oy, ox]
-                first = x[i, oy * kh, ox * kw]
+            for ox in range(ow):  # the windows' first pixels
                 for ch in range(c):
-                    value = first[ch]
-                    nan_seen |= value != value
-                    best[ch] = value
-                    index[ch] = 0
-                for k in range(1, kh * kw):  # the rest of the window, channels innermost
-                    offset = argmax.dtype.type(k)
-                    pixel = x[i, oy * kh + k // kw, ox * kw + k % kw]
+                    value = x[i, oy * kh, ox * kw, ch]
+                    nans += value != value
+                    out[i, oy, ox, ch] = value
+                    argmax[i, oy, ox, ch] = 0
+            for k in range(1, kh * kw):  # then each further offset, along the whole row
+                offset = argmax.dtype.type(k)
+                y, dx = oy * kh + k // kw, k % kw
+                for ox in range(ow):
                     for ch in range(c):
-                        value = pixel[ch]
-                        nan_seen |= value != value
-                        larger = value > best[ch]
-                        best[ch] = value if larger else best[ch]
-                        index[ch] = offset if larger else index[ch]
-        nan_in[i] = nan_seen
+                        value = x[i, y, ox * kw + dx, ch]
+                        nans += value != value
+                        best = out[i, oy, ox, ch]
+                        larger = value > best
+                        out[i, oy, ox, ch] = value if larger else best
+                        argmax[i, oy, ox, ch] = offset if larger else argmax[i, oy, ox, ch]
+        nan_in[i] = nans > 0
 
 
 @njit(parallel=True, cache=True)
