@@ -157,7 +157,11 @@ def add_windows(e: np.ndarray, pad_h: int, pad_w: int, out: np.ndarray) -> None:
 
     Each add runs along the channels of one pixel: two contiguous rows, vectorised. (The
     transform B dV B^T folded into this loop, 16 loads and 16 stores a channel, was not
-    vectorised and took 2-3x the time of the 16x16 product that now does it.)
+    vectorised and took 2-3x the time of the 16x16 product that now does it.) A row of
+    tiles takes one window offset at a time (offset outer, the row's tiles inner), as
+    max pooling's forward: 0.63-0.75x the time of each tile's window in turn (paired
+    calls; 16 channels at 14x14, batch 128: 1.02 -> 0.65 ms). A pixel's (at most 4)
+    contributions are then added in another order than tile by tile.
     """
     n, th, tw, c = e.shape[1], e.shape[2], e.shape[3], e.shape[4]
     h, w = out.shape[1], out.shape[2]
@@ -165,14 +169,16 @@ def add_windows(e: np.ndarray, pad_h: int, pad_w: int, out: np.ndarray) -> None:
         out[i] = 0
         for ty in range(th):
             y0 = 2 * ty - pad_h
-            for tx in range(tw):
-                x0 = 2 * tx - pad_w
-                for r in range(max(0, -y0), min(4, h - y0)):
-                    for s in range(max(0, -x0), min(4, w - x0)):
-                        pixel = out[i, y0 + r, x0 + s]
-                        window = e[4 * r + s, i, ty, tx]
-                        for ch in range(c):
-                            pixel[ch] += window[ch]
+            for r in range(max(0, -y0), min(4, h - y0)):
+                y = y0 + r
+                for s in range(4):
+                    t = 4 * r + s
+                    for tx in range(tw):
+                        x = 2 * tx - pad_w + s
+                        if x < 0 or x >= w:
+                            continue
+                        for ch in range(c):  # indexed in place: views here cost 2x
+                            out[i, y, x, ch] += e[t, i, ty, tx, ch]
 
 
 # --------------------------------------------------------------------------------------------
