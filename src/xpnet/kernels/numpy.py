@@ -480,6 +480,11 @@ of (M, C) in the compiled loops, wide rows (:func:`wide_rows`) in :func:`channel
 either way each partial rounds 256 terms, not M."""
 
 
+def _fold(wide_sums: np.ndarray, c: int) -> np.ndarray:
+    """Per-channel totals (C,) of sums over wide rows (r * C,), in float64."""
+    return wide_sums.reshape(-1, c).sum(axis=0)
+
+
 def channel_sums(rows: np.ndarray) -> np.ndarray:
     """Per-channel sums of (M, C) rows, in float64: float32 partials over blocks of
     :data:`SUM_BLOCK` wide rows (:func:`wide_rows`), then the partials in float64.
@@ -488,8 +493,7 @@ def channel_sums(rows: np.ndarray) -> np.ndarray:
     cancel, off by up to 2.7e-3 of the largest gradient (``mnist_resnet`` on MNIST); the
     blocked sums, 6.5e-6.
     """
-    c = rows.shape[1]
-    wide, r = wide_rows(rows)
+    wide, _ = wide_rows(rows)
     whole = wide.shape[0] - wide.shape[0] % SUM_BLOCK
     total = np.zeros(wide.shape[1], dtype=np.float64)
     if whole:
@@ -497,12 +501,7 @@ def channel_sums(rows: np.ndarray) -> np.ndarray:
         total += partials.sum(axis=0, dtype=np.float64)
     if whole < wide.shape[0]:
         total += wide[whole:].sum(axis=0, dtype=np.float64)
-    return total.reshape(r, c).sum(axis=0)
-
-
-def _fold(wide_sums: np.ndarray, c: int) -> np.ndarray:
-    """Per-channel totals (C,) of sums over wide rows (r * C,), in float64."""
-    return wide_sums.reshape(-1, c).sum(axis=0)
+    return _fold(total, rows.shape[1])
 
 
 @register(BACKEND, "batch_norm_forward")
@@ -539,9 +538,8 @@ def batch_norm_forward(
     if batch_stats:
         mean = (channel_sums(rows) / count).astype(x.dtype)
         x_hat = wide - np.tile(mean, r)
-        var64 = channel_sums(np.square(x_hat).reshape(count, c)) / count
-        var = var64
-        var_unbiased = (var64 * (count / max(count - 1, 1))).astype(x.dtype)
+        var = channel_sums(np.square(x_hat).reshape(count, c)) / count
+        var_unbiased = (var * (count / max(count - 1, 1))).astype(x.dtype)
     else:
         assert running_mean is not None
         assert running_var is not None
