@@ -138,18 +138,17 @@ def conv2d(
     out = np.empty((n, *out_hw, c_out), dtype=x.dtype)
     bias_or_none = np.empty(0, dtype=x.dtype) if bias is None else bias
     tiles = []
-    for block in image_blocks(n, th * tw, max(c_in, c_out), x.itemsize):
-        images = slice(block.start, block.stop)
-        # the block's input, channels-last, padded, and with zeros up to whole tiles
-        padded = np.zeros((len(block), 2 * th + 2, 2 * tw + 2, c_in), dtype=x.dtype)
-        padded[:, ph : ph + h, pw : pw + w] = x_nhwc[images]
-        v = np.empty((16, len(block), th, tw, c_in), dtype=x.dtype)
-        with _compiled.one_thread() as loops:
+    with _compiled.one_thread() as loops:  # the loops' thread setting; BLAS keeps its own
+        for block in image_blocks(n, th * tw, max(c_in, c_out), x.itemsize):
+            images = slice(block.start, block.stop)
+            # the block's input, channels-last, padded, and with zeros up to whole tiles
+            padded = np.zeros((len(block), 2 * th + 2, 2 * tw + 2, c_in), dtype=x.dtype)
+            padded[:, ph : ph + h, pw : pw + w] = x_nhwc[images]
+            v = np.empty((16, len(block), th, tw, c_in), dtype=x.dtype)
             loops.transform_input(padded, v)
-        m = np.matmul(v.reshape(16, -1, c_in), u)  # 16 products (tiles, C_in) @ (C_in, C_out)
-        with _compiled.one_thread() as loops:
+            m = np.matmul(v.reshape(16, -1, c_in), u)  # 16 products (tiles, C_in) @ (C_in, C_out)
             loops.transform_output(m.reshape(16, -1, th, tw, c_out), bias_or_none, out[images])
-        tiles.append(v)
+            tiles.append(v)
     return out, WinogradTiles(tiles, u)
 
 
@@ -174,20 +173,19 @@ def conv2d_backward(
     grad_bias = np.zeros(c_out, dtype=np.float64) if bias_grad else None
     grad_x = np.empty((n, *x_hw, c_in), dtype=u.dtype) if input_grad else None
     first = 0
-    for v in blocks:
-        images = slice(first, first + v.shape[1])
-        first = images.stop
-        dm = np.empty((16, v.shape[1], th, tw, c_out), dtype=v.dtype)
-        with _compiled.one_thread() as loops:
+    with _compiled.one_thread() as loops:
+        for v in blocks:
+            images = slice(first, first + v.shape[1])
+            first = images.stop
+            dm = np.empty((16, v.shape[1], th, tw, c_out), dtype=v.dtype)
             loops.transform_grad(grad_nhwc[images], dm)
-        dm_rows = dm.reshape(16, -1, c_out)
-        grad_u += np.matmul(np.permute_dims(v.reshape(16, -1, c_in), (0, 2, 1)), dm_rows)
-        if grad_bias is not None:
-            grad_bias += dm_rows[BIAS_POINT].sum(axis=0)
-        if grad_x is not None:
-            dv = np.matmul(dm_rows, u_t)
-            windows = input_grad_matrix @ dv.reshape(16, -1)  # B dV B^T of every tile
-            with _compiled.one_thread() as loops:
+            dm_rows = dm.reshape(16, -1, c_out)
+            grad_u += np.matmul(np.permute_dims(v.reshape(16, -1, c_in), (0, 2, 1)), dm_rows)
+            if grad_bias is not None:
+                grad_bias += dm_rows[BIAS_POINT].sum(axis=0)
+            if grad_x is not None:
+                dv = np.matmul(dm_rows, u_t)
+                windows = input_grad_matrix @ dv.reshape(16, -1)  # B dV B^T of every tile
                 loops.add_windows(windows.reshape(v.shape), *padding, grad_x[images])
     grad_weight = weight_gradient(grad_u, u.dtype)
     return grad_x, grad_weight, None if grad_bias is None else grad_bias.astype(u.dtype)
