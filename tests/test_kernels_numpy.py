@@ -191,15 +191,15 @@ def test_winograd_in_blocks_of_images_equals_one_block(compiled, monkeypatch):
     results = {}
     for block_bytes in (2**40, 16 * 20 * 10 * 4 * 2):  # 20 tiles an image, 10 channels
         monkeypatch.setattr(winograd, "BLOCK_BYTES", block_bytes)
+        assert len(winograd.image_blocks(5, 20, 10, 4)) == (1 if block_bytes == 2**40 else 3)
         out, saved = F.conv2d_forward(x, w, b, padding=1)
         results[block_bytes] = (out, *F.conv2d_backward(grad, saved))
-        assert len(saved.cols.tiles) == (1 if block_bytes == 2**40 else 3)
     (out1, gx1, gw1, gb1), (out3, gx3, gw3, gb3) = results.values()
     for blocks, one in [(out3, out1), (gx3, gx1), (gw3, gw1), (gb3, gb1)]:
         np.testing.assert_allclose(blocks, one, rtol=1e-5, atol=1e-6 * np.abs(one).max())
     np.testing.assert_allclose(out3, _conv_reference(x, w, b, 1), rtol=1e-4, atol=1e-5)
     out, saved = F.conv2d_forward(x[:0], w, b, padding=1)  # no images: no blocks
-    assert out.shape == (0, 10, 9, 8) and saved.cols.tiles == []
+    assert out.shape == (0, 10, 9, 8) and saved.cols.x_nhwc.shape == (0, 9, 8, 6)
     grad_x, grad_w, grad_b = F.conv2d_backward(grad[:0], saved)
     assert grad_x.shape == (0, 6, 9, 8)
     assert not grad_w.any() and not grad_b.any()
@@ -303,12 +303,13 @@ def test_a_gradient_of_the_wrong_shape_is_an_error_not_a_crash(compiled, compile
 def test_compiled_tile_transforms_are_the_winograd_matrices():
     """Each compiled transform, on random tiles, against the matrices of F(2x2, 3x3) it
     spells out as adds: V = B^T d B, Y = A^T M A, dM = A dY A^T; d(input) = B dV B^T as
-    the (16, 16) matrix INPUT_GRAD, and the windows' overlapping adds."""
+    the (16, 16) matrix INPUT_GRAD and as its adds, and the windows' overlapping adds."""
     from xpnet.kernels.numba_loops import (
         add_windows,
         transform_grad,
         transform_input,
         transform_output,
+        transform_window_grad,
     )
     from xpnet.kernels.winograd import A_T, B_T, INPUT_GRAD
 
@@ -334,6 +335,12 @@ def test_compiled_tile_transforms_are_the_winograd_matrices():
     dv = rng.standard_normal((16, 3))
     expected = np.einsum("ar,abc,bs->rsc", B_T, dv.reshape(4, 4, 3), B_T)
     np.testing.assert_allclose((INPUT_GRAD @ dv).reshape(4, 4, 3), expected, rtol=1e-13, atol=1e-13)
+    # the backward's adds for INPUT_GRAD, on several tiles of several images
+    dv = rng.standard_normal((16, 2, 3, 2, 5))
+    windows = np.full_like(dv, np.nan)
+    transform_window_grad(dv, windows)
+    expected = (INPUT_GRAD @ dv.reshape(16, -1)).reshape(dv.shape)
+    np.testing.assert_allclose(windows, expected, rtol=1e-13, atol=1e-13)
 
     # the windows of a 2x2 tile grid (stride 2, padding 1) added into a 5x5 image
     e = rng.standard_normal((16, 1, 2, 2, 3))
