@@ -154,13 +154,14 @@ def elementwise_cases(draw, op: str) -> Case:
 @st.composite
 def batch_norm_cases(draw) -> Case:
     """4-D (where the NumPy kernel applies) and sometimes 2-D input (where it declines),
-    training or evaluation, with and without affine parameters."""
+    training or evaluation, with and without affine parameters, with and without the
+    ReLU after it (``relu=True``)."""
     four_d = draw(st.integers(0, 4)) > 0
     shape = (draw(st.integers(2, 4)), draw(st.integers(1, 20)))
     if four_d:
         shape += (draw(st.integers(1, 6)), draw(st.integers(1, 6)))
     dtype, layout, seed = draw(DTYPES), draw(LAYOUTS), draw(st.integers(0, 2**31 - 1))
-    training, affine = draw(st.booleans()), draw(st.booleans())
+    training, affine, relu = draw(st.booleans()), draw(st.booleans()), draw(st.booleans())
     rng = np.random.default_rng(seed)
     x = _array(rng, shape, dtype, layout) * 3 + 1
     channels = shape[1]
@@ -171,7 +172,7 @@ def batch_norm_cases(draw) -> Case:
         weight, bias = (None if p is None else put(p) for p in params)
         out, saved = F.batch_norm_forward(
             put(x), weight, bias, running_mean=put(running[0]), running_var=put(running[1]),
-            training=training,
+            training=training, relu=relu,
         )  # fmt: skip
         g = put(_array(np.random.default_rng(seed + 1), shape, dtype, layout))
         stats = (saved.mean, saved.var_unbiased)

@@ -228,6 +228,49 @@ def test_a_residual_net_with_batch_norm_matches_torch(xp, backend, mode, rng, re
     model.load_state_dict({k: v.numpy() for k, v in twin.state_dict().items()})
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_batch_norm_then_relu_runs_as_one_op_with_the_same_results(xp, backend, mode, rng):
+    """``Sequential`` runs a batch norm layer and the ``ReLU`` after it as one op
+    (``forward_relu``): the output, the input and parameter gradients and the running
+    statistics are those of the layers run one after the other, bit for bit; the ReLU's
+    own backward then passes the gradient on unchanged."""
+
+    def layers() -> list[nn.Module]:
+        return [
+            nn.Conv2d(2, 4, 3, padding=1, rng=0, backend=backend),
+            nn.BatchNorm2d(4, backend=backend),
+            nn.ReLU(),
+            nn.Conv2d(4, 3, 3, rng=1, backend=backend),
+        ]
+
+    fused, apart = nn.Sequential(*layers()), layers()
+    for module in [fused, *apart]:
+        module.train(mode == "train")
+    x = on(xp, rng.standard_normal((3, 2, 6, 6)), "float32")
+    upstream = on(xp, rng.standard_normal((3, 3, 4, 4)), "float32")
+    out = fused(x)
+    assert fused.layers[1]._saved.relu_out is not None  # the one-op path ran
+    expected = x
+    for layer in apart:
+        expected = layer(expected)
+    np.testing.assert_array_equal(as_np(out), as_np(expected))
+    grad = fused.backward(upstream)
+    expected_grad = upstream
+    for layer in reversed(apart):
+        expected_grad = layer.backward(expected_grad)
+    np.testing.assert_array_equal(as_np(grad), as_np(expected_grad))
+    for (name, param), twin in zip(
+        fused.named_parameters(), [p for m in apart for p in m.parameters()]
+    ):
+        np.testing.assert_array_equal(as_np(param.grad), as_np(twin.grad), err_msg=name)
+    state = fused.layers[1].state_dict()
+    for name, value in apart[1].state_dict().items():
+        np.testing.assert_array_equal(as_np(state[name]), as_np(value), err_msg=name)
+    relu = fused.layers[2]
+    relu(x)  # called on its own again, the ReLU is a ReLU
+    np.testing.assert_array_equal(as_np(relu.backward(x)), np.where(as_np(x) > 0, as_np(x), 0))
+
+
 def test_residual_backward_sums_both_paths_finite_differences(xp, backend, rng):
     block = nn.Sequential(nn.Linear(3, 3, rng=0, backend=backend, dtype="float64"), nn.Tanh())
     layer = nn.Residual(block, shortcut=nn.Linear(3, 3, rng=1, backend=backend, dtype="float64"))

@@ -72,3 +72,4 @@ class BatchNormSaved(NamedTuple):
     mean: Array | None  # (C,) batch mean, when batch_stats
     var_unbiased: Array | None  # (C,) batch variance with Bessel's correction, when batch_stats
     made_by: str | None = None
+    relu_out: Array | None = None  # the output, when a ReLU followed in the same op

@@ -13,6 +13,7 @@ from .._saved import BatchNormSaved
 from .._typing import Array
 from .._validation import check_floating, namespace_of
 from ..kernels import backward_for, kernel_for
+from .activation import relu_backward, relu_forward
 
 
 def batch_norm_forward(
@@ -24,9 +25,13 @@ def batch_norm_forward(
     running_var: Array | None = None,
     training: bool = True,
     eps: float = 1e-5,
+    relu: bool = False,
 ) -> tuple[Array, BatchNormSaved]:
     """:func:`batch_norm` that also returns what its backward (and the running-statistics
-    update) needs."""
+    update) needs; with ``relu``, the output goes through :func:`relu` in the same op (a
+    kernel may do both in one pass; :class:`xpnet.nn.Sequential` asks for it where a
+    ``ReLU`` layer follows a batch norm layer), and :func:`batch_norm_backward` then
+    starts with :func:`relu_backward`."""
     xp = namespace_of(
         "batch_norm", x=x, weight=weight, bias=bias, running_mean=running_mean,
         running_var=running_var,
@@ -59,7 +64,7 @@ def batch_norm_forward(
     if kernel is not None:
         result = kernel(
             x, weight, bias, running_mean=running_mean, running_var=running_var,
-            training=training, eps=eps,
+            training=training, eps=eps, relu=relu,
         )  # fmt: skip
         if result is not None:
             return result
@@ -78,8 +83,11 @@ def batch_norm_forward(
     out = x_hat if weight_b is None else x_hat * weight_b
     if bias is not None:
         out = out + xp.reshape(bias, shape)
-    saved = BatchNormSaved(x_hat, inv_std, weight_b, axes, batch_stats, mean, var_unbiased)
-    return out, saved
+    relu_out = relu_forward(out)[0] if relu else None
+    saved = BatchNormSaved(
+        x_hat, inv_std, weight_b, axes, batch_stats, mean, var_unbiased, relu_out=relu_out
+    )
+    return out if relu_out is None else relu_out, saved
 
 
 def batch_norm(
@@ -135,6 +143,8 @@ def batch_norm_backward(
     kernel = backward_for("batch_norm_backward", saved)
     if kernel is not None:
         return kernel(grad_out, saved, input_grad=input_grad)
+    if saved.relu_out is not None:  # the forward's ReLU, undone first
+        grad_out = relu_backward(grad_out, saved.relu_out)
     axes = saved.axes
     grad_bias = xp.sum(grad_out, axis=axes)
     grad_weight = xp.sum(grad_out * saved.x_hat, axis=axes)

@@ -25,11 +25,27 @@ class _Activation(Module):
         return type(self)._op_backward(grad_out, self._take_saved())
 
 
+_APPLIED_BEFORE = object()
+"""A ReLU's saved state when the layer before it applied it (:meth:`ReLU.applied_before`)."""
+
+
 class ReLU(_Activation):
     """``max(x, 0)``."""
 
     _op_forward = staticmethod(F.relu_forward)
     _op_backward = staticmethod(F.relu_backward)
+
+    def applied_before(self) -> None:
+        """Record that the layer before applied this ReLU in its own op (as
+        :meth:`xpnet.nn.BatchNorm2d.forward_relu`, which :class:`xpnet.nn.Sequential`
+        calls instead of the two layers' forwards): the next :meth:`backward` passes the
+        gradient on unchanged, since that layer's backward takes the ReLU's too."""
+        self._saved = _APPLIED_BEFORE
+
+    def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
+        if self._take_saved() is _APPLIED_BEFORE:
+            return grad_out
+        return super().backward(grad_out, input_grad=input_grad)
 
 
 class Sigmoid(_Activation):

@@ -56,6 +56,21 @@ class _BatchNorm(Module):
             self.num_batches_tracked = Buffer(asarray(0, backend=backend, dtype="int64"))
 
     def forward(self, x: Array) -> Array:
+        return self._normalize(x, relu=False)
+
+    def forward_relu(self, x: Array) -> Array:
+        """``relu(self.forward(x))`` as one op (:func:`xpnet.functional.batch_norm_forward`
+        with ``relu=True``: one pass with the NumPy kernel); :meth:`backward` then takes the
+        gradient of the ReLU's output. :class:`xpnet.nn.Sequential` calls it for a batch
+        norm layer followed by a ``ReLU`` layer, whose own forward and backward it skips."""
+        return self._normalize(x, relu=True)
+
+    def fuses_relu(self) -> bool:
+        """Whether :meth:`forward_relu` is this layer's forward and then a ReLU: not in a
+        subclass with a forward of its own (``xpnet.distributed.SyncBatchNorm``)."""
+        return type(self).forward is _BatchNorm.forward
+
+    def _normalize(self, x: Array, *, relu: bool) -> Array:
         if x.ndim not in self.input_ranks:
             ranks = " or ".join(f"{r}-D" for r in self.input_ranks)
             raise ValueError(
@@ -70,6 +85,7 @@ class _BatchNorm(Module):
             running_var=self.running_var.data if tracking else None,
             training=self.training,
             eps=self.eps,
+            relu=relu,
         )
         if self.training and tracking:
             m = self.momentum
