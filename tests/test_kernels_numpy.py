@@ -205,6 +205,20 @@ def test_winograd_in_blocks_of_images_equals_one_block(compiled, monkeypatch):
     assert not grad_w.any() and not grad_b.any()
 
 
+def test_winograd_blocks_of_images():
+    """Blocks of about BLOCK_BYTES of tiles cover the batch in order; where an image's
+    tiles take a multiple of 1 KiB in each tile point's array, an odd number of images."""
+    for n, tiles, channels in [(128, 49, 16), (128, 16, 32), (128, 49, 32), (5, 16, 32), (0, 4, 4)]:
+        blocks = winograd.image_blocks(n, tiles, channels, 4)
+        assert [i for block in blocks for i in block] == list(range(n))
+        size = len(blocks[0]) if blocks else 0
+        assert size <= max(1, winograd.BLOCK_BYTES // (16 * tiles * channels * 4))
+        if tiles * channels * 4 % 1024 == 0 and n > 1:
+            assert size % 2 == 1
+    assert [len(b) for b in winograd.image_blocks(128, 16, 32, 4)] == [63, 63, 2]
+    assert [len(b) for b in winograd.image_blocks(128, 49, 16, 4)] == [41, 41, 41, 5]
+
+
 @needs_numba
 def test_compiled_pool_and_relu_equal_the_numpy_passes(compiled):
     """One-pass loops against the NumPy kernels' passes, bit for bit, ties included."""

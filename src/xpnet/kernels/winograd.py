@@ -78,9 +78,19 @@ def image_blocks(n: int, tiles_per_image: int, channels: int, itemsize: int) -> 
     to 15.9 ms, 16 -> 16 channels from 18.4 to 12.4 ms and ``mnist_resnet``'s training step
     to 0.92x (in-process alternating pairs). With glibc keeping its freed memory the two are
     about as fast, so most of the gain is page faults saved (about 3.5 us each on the VM
-    measured), not cache hits (benchmarks/README.md, third CPU pass)."""
-    per_image = 16 * tiles_per_image * channels * itemsize
-    size = max(1, BLOCK_BYTES // max(per_image, 1))
+    measured), not cache hits (benchmarks/README.md, third CPU pass).
+
+    Where an image's tiles take a multiple of 1 KiB in each of the 16 tile points' arrays
+    (4x4 tiles of 32 float32 channels: 2 KiB), an even number of images would start the 16
+    arrays at addresses equal modulo 4 KiB, the same cache sets, and each compiled pass
+    over them would evict its own lines: blocks then hold an odd number of images (63, not
+    64: the input-gradient transform took 1.8 against 8.5 us an image alone, and the two
+    32-channel 7x7 layers of ``mnist_resnet`` 4.5 against 5.1 ms forward, 10.4 against
+    11.6 ms backward in the training step)."""
+    stream = tiles_per_image * channels * itemsize  # an image's bytes in each tile point's array
+    size = max(1, BLOCK_BYTES // max(16 * stream, 1))
+    if stream % 1024 == 0 and size % 2 == 0:
+        size -= 1  # see above: the 16 tile points' arrays would start at the same cache sets
     return [range(first, min(first + size, n)) for first in range(0, n, size)]
 
 
