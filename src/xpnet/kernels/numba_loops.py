@@ -374,12 +374,21 @@ def normalize(
 
 @njit(cache=True)
 def grad_sums(
-    grad: np.ndarray, x_hat: np.ndarray, block: int, sum_grad: np.ndarray, sum_dot: np.ndarray
+    grad: np.ndarray,
+    x_hat: np.ndarray,
+    relu_out: np.ndarray,
+    block: int,
+    sum_grad: np.ndarray,
+    sum_dot: np.ndarray,
 ) -> None:  # pragma: no cover
     """Per channel, in float64: ``sum_grad = sum(grad)`` and ``sum_dot = sum(grad * x_hat)``
     over (M, C) rows in one sweep, blocks of ``block`` rows summed in the rows' dtype (as
-    :func:`channel_sums`, which would take two sweeps and a product array)."""
+    :func:`channel_sums`, which would take two sweeps and a product array). A non-empty
+    ``relu_out`` (the rows of a ReLU's output after the normalisation) first zeroes the
+    gradient where it is ``<= 0``, as :func:`relu_backward`."""
     m, c = grad.shape
+    masked = relu_out.shape[0] > 0
+    zero = grad.dtype.type(0)
     sum_grad[:] = 0
     sum_dot[:] = 0
     part_grad = np.empty(c, dtype=grad.dtype)
@@ -389,40 +398,16 @@ def grad_sums(
         part_dot[:] = 0
         for r in range(first, min(first + block, m)):
             g, h = grad[r], x_hat[r]
-            for ch in range(c):
-                part_grad[ch] += g[ch]
-                part_dot[ch] += g[ch] * h[ch]
-        for ch in range(c):
-            sum_grad[ch] += part_grad[ch]
-            sum_dot[ch] += part_dot[ch]
-
-
-@njit(cache=True)
-def relu_grad_sums(
-    grad: np.ndarray,
-    x_hat: np.ndarray,
-    relu_out: np.ndarray,
-    block: int,
-    sum_grad: np.ndarray,
-    sum_dot: np.ndarray,
-) -> None:  # pragma: no cover
-    """:func:`grad_sums` of the gradient through a ReLU whose output rows are ``relu_out``:
-    ``grad`` zeroed where ``relu_out <= 0`` first, as :func:`relu_backward`."""
-    m, c = grad.shape
-    zero = grad.dtype.type(0)
-    sum_grad[:] = 0
-    sum_dot[:] = 0
-    part_grad = np.empty(c, dtype=grad.dtype)
-    part_dot = np.empty(c, dtype=grad.dtype)
-    for first in range(0, m, block):
-        part_grad[:] = 0
-        part_dot[:] = 0
-        for r in range(first, min(first + block, m)):
-            g, h, y = grad[r], x_hat[r], relu_out[r]
-            for ch in range(c):  # = (0 if y <= 0 else g), spelled so it vectorises
-                value = g[ch] if (y[ch] > zero or y[ch] != y[ch]) else zero
-                part_grad[ch] += value
-                part_dot[ch] += value * h[ch]
+            if masked:
+                y = relu_out[r]
+                for ch in range(c):  # = (0 if y <= 0 else g), spelled so it vectorises
+                    value = g[ch] if (y[ch] > zero or y[ch] != y[ch]) else zero
+                    part_grad[ch] += value
+                    part_dot[ch] += value * h[ch]
+            else:
+                for ch in range(c):
+                    part_grad[ch] += g[ch]
+                    part_dot[ch] += g[ch] * h[ch]
         for ch in range(c):
             sum_grad[ch] += part_grad[ch]
             sum_dot[ch] += part_dot[ch]
@@ -432,37 +417,27 @@ def relu_grad_sums(
 def affine_pair(
     grad: np.ndarray,
     x_hat: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    c0: np.ndarray,
-    out: np.ndarray,
-) -> None:  # pragma: no cover
-    """``out = a * grad + b * x_hat + c0`` (per-channel a, b, c0) over (M, C) rows."""
-    m, c = grad.shape
-    for r in prange(m):
-        g, h, result = grad[r], x_hat[r], out[r]
-        for ch in range(c):
-            result[ch] = (a[ch] * g[ch] + b[ch] * h[ch]) + c0[ch]
-
-
-@njit(parallel=True, cache=True)
-def relu_affine_pair(
-    grad: np.ndarray,
-    x_hat: np.ndarray,
     relu_out: np.ndarray,
     a: np.ndarray,
     b: np.ndarray,
     c0: np.ndarray,
     out: np.ndarray,
 ) -> None:  # pragma: no cover
-    """:func:`affine_pair` of the gradient through a ReLU (:func:`relu_grad_sums`)."""
+    """``out = a * grad + b * x_hat + c0`` (per-channel a, b, c0) over (M, C) rows, the
+    gradient zeroed first where a non-empty ``relu_out`` is ``<= 0`` (:func:`grad_sums`)."""
     m, c = grad.shape
+    masked = relu_out.shape[0] > 0
     zero = grad.dtype.type(0)
     for r in prange(m):
-        for ch in range(c):  # indexed in place: row views here took 1.4x the time
-            y = relu_out[r, ch]
-            value = grad[r, ch] if (y > zero or y != y) else zero
-            out[r, ch] = (a[ch] * value + b[ch] * x_hat[r, ch]) + c0[ch]
+        if masked:  # indexed in place: row views here took 1.4x the time
+            for ch in range(c):
+                y = relu_out[r, ch]
+                value = grad[r, ch] if (y > zero or y != y) else zero
+                out[r, ch] = (a[ch] * value + b[ch] * x_hat[r, ch]) + c0[ch]
+        else:
+            g, h, result = grad[r], x_hat[r], out[r]
+            for ch in range(c):
+                result[ch] = (a[ch] * g[ch] + b[ch] * h[ch]) + c0[ch]
 
 
 __all__ = [
@@ -474,9 +449,7 @@ __all__ = [
     "max_pool_backward",
     "max_pool_forward",
     "normalize",
-    "relu_affine_pair",
     "relu_backward",
-    "relu_grad_sums",
     "set_num_threads",
     "transform_grad",
     "transform_input",

@@ -706,13 +706,11 @@ def _batch_norm_backward_compiled(
     dtype = grad.dtype
     grad_wide, r = wide_rows(grad)  # 256-float inner loops, as the forward's
     x_hat_wide = x_hat.reshape(grad_wide.shape)
-    sum_grad, sum_dot = np.empty(grad_wide.shape[1]), np.empty(grad_wide.shape[1])
-    relu_out = None  # a ReLU's output after the normalisation: its backward in both sweeps
-    if saved.relu_out is None:
-        loops.grad_sums(grad_wide, x_hat_wide, SUM_BLOCK, sum_grad, sum_dot)
-    else:
+    relu_out = np.empty((0, grad_wide.shape[1]), dtype=dtype)  # empty: no ReLU's mask
+    if saved.relu_out is not None:  # a ReLU after the normalisation: its backward in both sweeps
         relu_out = channels_last(saved.relu_out).reshape(grad_wide.shape)
-        loops.relu_grad_sums(grad_wide, x_hat_wide, relu_out, SUM_BLOCK, sum_grad, sum_dot)
+    sum_grad, sum_dot = np.empty(grad_wide.shape[1]), np.empty(grad_wide.shape[1])
+    loops.grad_sums(grad_wide, x_hat_wide, relu_out, SUM_BLOCK, sum_grad, sum_dot)
     grad_bias, grad_weight = _fold(sum_grad, c).astype(dtype), _fold(sum_dot, c).astype(dtype)
     has_weight = saved.weight is not None
     if not input_grad:
@@ -721,10 +719,7 @@ def _batch_norm_backward_compiled(
     grad_x = np.empty_like(grad_wide)
     with _compiled.one_thread():
         tiled = [np.tile(v, r) for v in coefficients]
-        if relu_out is None:
-            loops.affine_pair(grad_wide, x_hat_wide, *tiled, grad_x)
-        else:
-            loops.relu_affine_pair(grad_wide, x_hat_wide, relu_out, *tiled, grad_x)
+        loops.affine_pair(grad_wide, x_hat_wide, relu_out, *tiled, grad_x)
     n, h, w = nhw
     return as_nchw(grad_x.reshape(n, h, w, c)), grad_weight if has_weight else None, grad_bias
 

@@ -161,7 +161,9 @@ class _InputTiles:
         return v
 
 
-def _blocks(x_nhwc: np.ndarray, c_out: int, padding: IntPair, grid: IntPair):
+def _blocks(
+    x_nhwc: np.ndarray, c_out: int, padding: IntPair, grid: IntPair
+) -> tuple[list[range], _InputTiles]:
     """The forward's and the backward's blocks of images, and their input tiles."""
     n, c_in = x_nhwc.shape[0], x_nhwc.shape[3]
     blocks = image_blocks(n, grid[0] * grid[1], max(c_in, c_out), x_nhwc.itemsize)
