@@ -356,6 +356,14 @@ def test_forward_errors(xp):
                      training=False)  # fmt: skip
     with pytest.raises(ValueError, match="training needs more than one value per channel"):
         F.batch_norm(xp.ones((1, 4)))
+    # a string or an array is truthy: it must not be taken as True without a word
+    with pytest.raises(TypeError, match="batch_norm: training must be True or False; got 'no'"):
+        F.batch_norm(xp.ones((2, 4)), training="no")
+    with pytest.raises(TypeError, match="batch_norm: relu must be True or False; got 1"):
+        F.batch_norm_forward(xp.ones((2, 4)), relu=1)
+    with pytest.raises(ValueError, match="batch_norm: eps must be a finite number >= 0; got -1"):
+        F.batch_norm(xp.ones((2, 4)), eps=-1e-5)
+    assert F.batch_norm(xp.ones((2, 4)), training=np.bool_(True)).shape == (2, 4)
     with pytest.raises(
         ValueError, match=r"\(H, W\) = \(5, 4\) must be multiples of output_size \(2, 2\)"
     ):

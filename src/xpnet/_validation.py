@@ -43,6 +43,15 @@ def finite_number(value: Any, name: str, func: str, *, minimum: float = 0.0) -> 
     return float(value)
 
 
+def flag(value: Any, name: str, func: str) -> bool:
+    """``value`` as a bool if it is ``True`` or ``False`` (a NumPy bool too), else a
+    TypeError: a string such as ``"False"`` or an array is truthy and would be taken as
+    ``True`` without a word."""
+    if not isinstance(value, bool) and type(value).__name__ not in ("bool", "bool_"):
+        raise TypeError(f"{func}: {name} must be True or False; got {value!r}")
+    return bool(value)
+
+
 def namespace_of(func: str, **arrays: Any) -> Namespace:
     """The one namespace shared by ``arrays`` (``None`` entries are skipped).
 

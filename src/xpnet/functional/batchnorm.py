@@ -11,7 +11,7 @@ from array_api_compat import size
 
 from .._saved import BatchNormSaved
 from .._typing import Array
-from .._validation import check_floating, namespace_of
+from .._validation import check_floating, finite_number, flag, namespace_of
 from ..kernels import backward_for, kernel_for
 from .activation import relu_backward, relu_forward
 
@@ -37,6 +37,8 @@ def batch_norm_forward(
         running_var=running_var,
     )  # fmt: skip
     check_floating(x, "x", "batch_norm", xp=xp)
+    training, relu = flag(training, "training", "batch_norm"), flag(relu, "relu", "batch_norm")
+    eps = finite_number(eps, "eps", "batch_norm")
     if x.ndim < 2:
         raise ValueError(f"batch_norm: x must be (N, C, ...); got shape {tuple(x.shape)}")
     channels = x.shape[1]
