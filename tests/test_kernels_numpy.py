@@ -159,7 +159,8 @@ def _conv_reference(x, w, b, padding):
 
 @needs_numba
 @pytest.mark.parametrize(
-    ("c_in", "c_out", "side", "padding"), [(4, 3, 7, 1), (32, 64, 14, 1), (64, 64, 9, 0)]
+    ("c_in", "c_out", "side", "padding"),
+    [(4, 3, 7, 1), (16, 32, 14, 1), (32, 64, 14, 1), (64, 64, 9, 0)],
 )
 def test_winograd_float32_error_against_float64(compiled, c_in, c_out, side, padding):
     """F(2x2, 3x3) in float32 stays within a few float32 roundings of the exact sum: the
@@ -203,6 +204,66 @@ def test_winograd_in_blocks_of_images_equals_one_block(compiled, monkeypatch):
     grad_x, grad_w, grad_b = F.conv2d_backward(grad[:0], saved)
     assert grad_x.shape == (0, 6, 9, 8)
     assert not grad_w.any() and not grad_b.any()
+
+
+@needs_numba
+@pytest.mark.parametrize(
+    ("rows", "depth", "columns"), [(1, 4, 16), (7, 16, 16), (130, 32, 48), (301, 12, 32)]
+)
+def test_compiled_products_against_float64(rows, depth, columns):
+    """The register-blocked products (:mod:`xpnet.kernels.numba_products`), ``a @ b`` and
+    ``a^T @ b`` for each of the first axis's matrices, against float64 ``matmul``: row
+    counts with a remainder (not a multiple of 4), spans of ``a^T @ b`` (128 rows) plus a
+    remainder, and matrices that are slices of a wider block (as the last block of images
+    is), so not one contiguous array."""
+    from xpnet.kernels import numba_products
+
+    rng = np.random.default_rng(rows + depth)
+    wide = rng.standard_normal((3, rows + 5, depth)).astype(np.float32)
+    a = wide[:, :rows]  # each a[p] C-contiguous, a itself not
+    b = rng.standard_normal((3, depth, columns)).astype(np.float32)
+    out = np.full((3, rows, columns), np.nan, dtype=np.float32)
+    numba_products.products(a, b, out)
+    exact = a.astype(np.float64) @ b
+    np.testing.assert_allclose(out, exact, rtol=0, atol=1e-6 * depth * np.abs(exact).max())
+    grad = rng.standard_normal((3, rows, columns)).astype(np.float32)
+    if depth % 4 == 0:  # a's columns are the rows of a^T @ grad: blocks of 4
+        out_t = np.full((3, depth, columns), np.nan, dtype=np.float32)
+        numba_products.products_at(a, grad, out_t)
+        exact_t = np.permute_dims(a.astype(np.float64), (0, 2, 1)) @ grad
+        np.testing.assert_allclose(out_t, exact_t, rtol=0, atol=1e-6 * rows * np.abs(exact_t).max())
+    assert numba_products.fits(rows, columns, transposed=False)
+    assert not numba_products.fits(rows, 24, transposed=False)
+    assert not numba_products.fits(6, 16, transposed=True)
+
+
+@needs_numba
+def test_winograd_compiled_products_equal_blas(compiled, monkeypatch):
+    """A 16 -> 16 layer (its products compiled) forward and backward with the compiled
+    products and with ``np.matmul``'s: equal within float32 rounding."""
+    compiled(True)
+    from xpnet.kernels import numba_loops
+
+    calls = []
+    for name in ("products", "products_at"):
+        original = getattr(numba_loops, name)
+        monkeypatch.setattr(
+            numba_loops, name, lambda *a, original=original: calls.append(1) or original(*a)
+        )
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((5, 16, 9, 8)).astype(np.float32)
+    w = (rng.standard_normal((16, 16, 3, 3)) / 12).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    grad = rng.standard_normal((5, 16, 9, 8)).astype(np.float32)
+    results = {}
+    for on in (True, False):
+        monkeypatch.setattr(winograd, "USE_COMPILED_PRODUCTS", on)
+        calls.clear()
+        out, saved = F.conv2d_forward(x, w, b, padding=1)
+        results[on] = (out, *F.conv2d_backward(grad, saved))
+        assert len(calls) == (3 if on else 0)  # forward, weight and input gradients
+    for got, blas in zip(results[True], results[False], strict=True):
+        np.testing.assert_allclose(got, blas, rtol=1e-5, atol=1e-5 * np.abs(blas).max())
 
 
 def test_winograd_blocks_of_images():

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads, njit, prange, set_num_threads
 
+from .numba_products import fits, products, products_at
+
 
 @njit(parallel=True, cache=True)
 def transform_input(x: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
@@ -444,11 +446,14 @@ __all__ = [
     "add_windows",
     "affine_pair",
     "channel_sums",
+    "fits",
     "get_num_threads",
     "grad_sums",
     "max_pool_backward",
     "max_pool_forward",
     "normalize",
+    "products",
+    "products_at",
     "relu_backward",
     "set_num_threads",
     "transform_grad",

@@ -155,7 +155,9 @@ class _InputTiles:
         """The (16, len(images), tiles_h, tiles_w, C_in) tiles of these images, valid
         until the next call."""
         (ph, pw), count = self.padding, len(images)
-        padded, v = self.padded[:count], self.v[:, :count]
+        padded, v = self.padded[:count], self.v
+        if count < v.shape[1]:  # a shorter last block: its own array, C-contiguous as the rest
+            v = np.empty((16, count, *v.shape[2:]), dtype=v.dtype)
         padded[:, ph : ph + self.h, pw : pw + self.w] = self.x_nhwc[images.start : images.stop]
         loops.transform_input(padded, v)
         return v
@@ -168,6 +170,41 @@ def _blocks(
     n, c_in = x_nhwc.shape[0], x_nhwc.shape[3]
     blocks = image_blocks(n, grid[0] * grid[1], max(c_in, c_out), x_nhwc.itemsize)
     return blocks, _InputTiles(x_nhwc, padding, grid, len(blocks[0]) if blocks else 0)
+
+
+def products(
+    loops: ModuleType, a: np.ndarray, b: np.ndarray, *, transposed: bool = False
+) -> np.ndarray:
+    """The 16 tile points' products ``a[p] @ b[p]`` (``a[p]^T @ b[p]`` if ``transposed``)
+    whose matrices ``[p]`` are C-contiguous: the compiled register-blocked loop
+    (:mod:`xpnet.kernels.numba_products`) for float32 where its blocks fit the result,
+    and its channels are few (:data:`COMPILED_PRODUCTS_MAX`), else ``np.matmul`` (BLAS)."""
+    rows = a.shape[2] if transposed else a.shape[1]
+    out = np.empty((a.shape[0], rows, b.shape[2]), dtype=np.result_type(a, b))
+    channel_pairs = a.shape[2] * b.shape[2]  # C_in * C_out, whichever product this is
+    if (
+        USE_COMPILED_PRODUCTS
+        and out.dtype == np.float32
+        and channel_pairs <= COMPILED_PRODUCTS_MAX
+        and loops.fits(rows, b.shape[2], transposed=transposed)
+    ):
+        assert all(_matrices_contiguous(x) for x in (a, b))
+        (loops.products_at if transposed else loops.products)(a, b, out)
+    else:
+        np.matmul(np.permute_dims(a, (0, 2, 1)) if transposed else a, b, out=out)
+    return out
+
+
+USE_COMPILED_PRODUCTS = True
+
+COMPILED_PRODUCTS_MAX = 32 * 32
+"""Layers of up to this many channel pairs (C_in * C_out) take the compiled products; on
+one core they beat OpenBLAS's two there, and lost to them on 32 -> 64 channels."""
+
+
+def _matrices_contiguous(x: np.ndarray) -> bool:
+    """Whether each ``x[p]`` of 3-D ``x`` is a C-contiguous matrix."""
+    return x.strides[2] == x.itemsize and x.strides[1] == x.shape[2] * x.itemsize
 
 
 def conv2d(
@@ -187,7 +224,7 @@ def conv2d(
     with _compiled.one_thread() as loops:  # the loops' thread setting; BLAS keeps its own
         for block in blocks:
             v = input_tiles(loops, block)
-            m = np.matmul(v.reshape(16, -1, c_in), u)  # 16 products (tiles, C_in) @ (C_in, C_out)
+            m = products(loops, v.reshape(16, -1, c_in), u)  # (tiles, C_in) @ (C_in, C_out)
             out_block = out[block.start : block.stop]
             loops.transform_output(m.reshape(16, -1, th, tw, c_out), bias_or_none, out_block)
     return out, WinogradTiles(x_nhwc, u)
@@ -208,7 +245,7 @@ def conv2d_backward(
     x_nhwc, u = tiles
     n, c_in, c_out = grad_nhwc.shape[0], u.shape[1], u.shape[2]
     th, tw = tile_grid(grad_nhwc.shape[1:3])
-    u_t = np.permute_dims(u, (0, 2, 1))
+    u_t = np.ascontiguousarray(np.permute_dims(u, (0, 2, 1)))
     grad_u = np.zeros((16, c_in, c_out), dtype=np.float64)  # float32 blocks, summed in float64
     grad_bias = np.zeros(c_out, dtype=np.float64) if bias_grad else None
     grad_x = np.empty((n, *x_hw, c_in), dtype=u.dtype) if input_grad else None
@@ -220,11 +257,11 @@ def conv2d_backward(
             dm = np.empty((16, len(block), th, tw, c_out), dtype=v.dtype)
             loops.transform_grad(grad_nhwc[images], dm)
             dm_rows = dm.reshape(16, -1, c_out)
-            grad_u += np.matmul(np.permute_dims(v.reshape(16, -1, c_in), (0, 2, 1)), dm_rows)
+            grad_u += products(loops, v.reshape(16, -1, c_in), dm_rows, transposed=True)
             if grad_bias is not None:
                 grad_bias += dm_rows[BIAS_POINT].sum(axis=0)
             if grad_x is not None:
-                dv = np.matmul(dm_rows, u_t).reshape(v.shape)
+                dv = products(loops, dm_rows, u_t).reshape(v.shape)
                 windows = np.empty_like(dv)
                 loops.transform_window_grad(dv, windows)  # B dV B^T of every tile
                 loops.add_windows(windows, *padding, grad_x[images])
