@@ -271,6 +271,44 @@ def test_batch_norm_then_relu_runs_as_one_op_with_the_same_results(xp, backend, 
     np.testing.assert_array_equal(as_np(relu.backward(x)), np.where(as_np(x) > 0, as_np(x), 0))
 
 
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_relu_then_max_pool_pools_first_with_the_same_results(xp, backend, input_grad, rng):
+    """``Sequential`` runs a ``ReLU`` followed by a ``MaxPool2d`` pooling first (the ReLU
+    then on the pooled output): the output and gradients are those of the layers one after
+    the other, bit for bit, with ties inside windows (values rounded to 0.5), windows all
+    negative and odd sides (3x3 windows, stride 2, padding 1)."""
+
+    def layers() -> list[nn.Module]:
+        return [
+            nn.Conv2d(2, 3, 1, rng=0, backend=backend),
+            nn.ReLU(),
+            nn.MaxPool2d(3, stride=2, padding=1),
+            nn.Conv2d(3, 2, 3, rng=1, backend=backend),
+        ]
+
+    fused, apart = nn.Sequential(*layers()), layers()
+    x = on(xp, np.round(rng.standard_normal((3, 2, 9, 7)) * 2) / 2, "float32")
+    out = fused(x)
+    assert fused._pooled_first == [1]  # the pool-first path ran
+    expected = x
+    for layer in apart:
+        expected = layer(expected)
+    np.testing.assert_array_equal(as_np(out), as_np(expected))
+    upstream = on(xp, rng.standard_normal(tuple(out.shape)), "float32")
+    grad = fused.backward(upstream, input_grad=input_grad)
+    expected_grad = upstream
+    for index in range(len(apart) - 1, -1, -1):
+        expected_grad = apart[index].backward(expected_grad, input_grad=input_grad or index > 0)
+    if input_grad:
+        np.testing.assert_array_equal(as_np(grad), as_np(expected_grad))
+    else:
+        assert grad is None
+    for (name, param), twin in zip(
+        fused.named_parameters(), [p for m in apart for p in m.parameters()]
+    ):
+        np.testing.assert_array_equal(as_np(param.grad), as_np(twin.grad), err_msg=name)
+
+
 def test_residual_backward_sums_both_paths_finite_differences(xp, backend, rng):
     block = nn.Sequential(nn.Linear(3, 3, rng=0, backend=backend, dtype="float64"), nn.Tanh())
     layer = nn.Residual(block, shortcut=nn.Linear(3, 3, rng=1, backend=backend, dtype="float64"))

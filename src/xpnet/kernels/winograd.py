@@ -23,8 +23,10 @@ The backward pass is the forward's transpose, in the same transformed space:
   outputs: it is added to ``M[1, 1]``, and its gradient is the sum of ``dM[1, 1]``.
 
 The matrices hold only 0, +-1 and +-1/2, so the transforms of tiles are adds and
-subtracts: :mod:`xpnet.kernels.numba_loops` does four in one compiled pass each. Here are the
-matrix products (BLAS) and the weights' transforms (small). Spelled as NumPy adds of whole
+subtracts: :mod:`xpnet.kernels.numba_loops` does four in one compiled pass each. The matrix
+products run on :mod:`xpnet.kernels.numba_products`' register-blocked loop for layers of
+few channels (:data:`COMPILED_PRODUCTS_MAX`), where OpenBLAS is slow on products this thin,
+and on BLAS otherwise (:func:`products`); the weights' transforms (small) are here. Spelled as NumPy adds of whole
 strided slices, the tile transforms took about 60 passes over memory and the layer was no
 faster than im2col (default model's size, 32->64 channels at 14x14, batch 128: 30.6 vs
 31.6 ms fwd+bwd, PyTorch 18.5), so this path runs only with the compiled loops

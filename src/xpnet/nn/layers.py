@@ -271,6 +271,11 @@ class Dropout(Module):
         return {"p": self.p}
 
 
+POOL_BEFORE_RELU = True
+"""Whether :class:`Sequential` runs a ``ReLU`` followed by a ``MaxPool2d`` pooling first
+(the same output and gradients; switchable to compare)."""
+
+
 class Sequential(Module):
     """Layers applied in order; ``backward`` runs them in reverse.
 
@@ -291,10 +296,17 @@ class Sequential(Module):
         return self.layers
 
     def forward(self, x: Array) -> Array:
-        """Each layer's forward in turn, except that a batch norm layer followed by a
-        ``ReLU`` layer runs both as one op (:meth:`BatchNorm2d.forward_relu
-        <xpnet.nn.BatchNorm2d.forward_relu>`: one pass over memory instead of two each
-        way with the NumPy kernel, the same results)."""
+        """Each layer's forward in turn, with two rewrites that give the same results:
+
+        - a batch norm layer followed by a ``ReLU`` layer runs both as one op
+          (:meth:`BatchNorm2d.forward_relu <xpnet.nn.BatchNorm2d.forward_relu>`: one pass
+          over memory instead of two each way with the NumPy kernel);
+        - a ``ReLU`` followed by a :class:`MaxPool2d` runs the pooling first: the largest
+          of ReLU'd values is the ReLU of the largest value, so the ReLU then runs on the
+          pooled output, a quarter of the size for 2x2 windows, and so does its backward
+          (see :meth:`backward`: the gradient reaches the same input elements).
+        """
+        self._pooled_first: list[int] = []
         index = 0
         while index < len(self.layers):
             layer = self.layers[index]
@@ -302,6 +314,10 @@ class Sequential(Module):
             if isinstance(layer, _BatchNorm) and layer.fuses_relu() and type(following) is ReLU:
                 x = layer.forward_relu(x)
                 following.applied_before()
+                index += 2
+            elif POOL_BEFORE_RELU and type(layer) is ReLU and type(following) is MaxPool2d:
+                x = layer(following(x))
+                self._pooled_first.append(index)
                 index += 2
             else:
                 x = layer(x)
@@ -327,8 +343,12 @@ class Sequential(Module):
         if not input_grad:
             with_params = [i for i, layer in enumerate(self.layers) if layer.parameters()]
             first = with_params[0] if with_params else len(self.layers)
-        for index in range(len(self.layers) - 1, first - 1, -1):
-            if index == first and not input_grad:
+        order = list(range(len(self.layers)))
+        for index in getattr(self, "_pooled_first", []):  # the forward ran these two swapped
+            order[index], order[index + 1] = index + 1, index
+        for position in range(len(self.layers) - 1, first - 1, -1):
+            index = order[position]
+            if position == first and not input_grad:
                 self.layers[index].backward(grad_out, input_grad=False)
                 break
             grad_out = self.layers[index].backward(grad_out)
