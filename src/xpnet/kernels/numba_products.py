@@ -13,8 +13,9 @@ update per step of the inner dimension (two vector loads of a ``B`` row, four br
 of ``A`` values, eight fused multiply-adds). That is the micro-kernel every BLAS is built
 around (Goto and van de Geijn, 2008), here without the packing, which thin products do
 not repay. It ran at 45-78 GFLOP/s on one core of this project's CPU for 16 and 32
-channels (OpenBLAS: about 33 on one core, 25-80 on two; benchmarks/README.md, sixth pass). LLVM lowers the 8-float vectors
-to whatever the CPU has (two 4-float halves without AVX).
+channels (OpenBLAS: about 33 on one core, 25-80 on two; benchmarks/README.md, sixth
+pass). LLVM lowers the 8-float vectors to whatever the CPU has (two 4-float halves
+without AVX).
 
 A layer's three products, each over the 16 tile points (``p``), take two functions:
 

@@ -26,8 +26,8 @@ The matrices hold only 0, +-1 and +-1/2, so the transforms of tiles are adds and
 subtracts: :mod:`xpnet.kernels.numba_loops` does four in one compiled pass each. The matrix
 products run on :mod:`xpnet.kernels.numba_products`' register-blocked loop for layers of
 few channels (:data:`COMPILED_PRODUCTS_MAX`), where OpenBLAS is slow on products this thin,
-and on BLAS otherwise (:func:`products`); the weights' transforms (small) are here. Spelled as NumPy adds of whole
-strided slices, the tile transforms took about 60 passes over memory and the layer was no
+and on BLAS otherwise (:func:`products`); the weights' transforms (small) are here.
+Spelled as NumPy adds of whole strided slices, the tile transforms took about 60 passes over memory and the layer was no
 faster than im2col (default model's size, 32->64 channels at 14x14, batch 128: 30.6 vs
 31.6 ms fwd+bwd, PyTorch 18.5), so this path runs only with the compiled loops
 (:func:`applies`).
@@ -68,6 +68,15 @@ BLOCK_BYTES = 2**21
 """About how many bytes of transformed tiles (V or M, whichever is wider) one block of
 images takes through the transform -> products -> transform chain (:func:`image_blocks`;
 2^20 and 2^21 measured best, 2^18 1.2-1.6x slower: the products' per-call cost)."""
+
+COMPILED_PRODUCTS_MAX = 32 * 32
+"""Layers of up to this many channel pairs (C_in * C_out) take the compiled products
+(:func:`products`); on one core they beat OpenBLAS's two there, and lost to them on
+32 -> 64 channels (benchmarks/README.md, sixth pass)."""
+
+USE_COMPILED_PRODUCTS = True
+"""Whether :func:`products` may take the compiled loop at all (switchable to compare it
+with BLAS, as ``tests/test_kernels_numpy.py`` does)."""
 
 
 def image_blocks(n: int, tiles_per_image: int, channels: int, itemsize: int) -> list[range]:
@@ -195,13 +204,6 @@ def products(
     else:
         np.matmul(np.permute_dims(a, (0, 2, 1)) if transposed else a, b, out=out)
     return out
-
-
-USE_COMPILED_PRODUCTS = True
-
-COMPILED_PRODUCTS_MAX = 32 * 32
-"""Layers of up to this many channel pairs (C_in * C_out) take the compiled products; on
-one core they beat OpenBLAS's two there, and lost to them on 32 -> 64 channels."""
 
 
 def _matrices_contiguous(x: np.ndarray) -> bool:
