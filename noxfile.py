@@ -1,63 +1,78 @@
-"""Sessions: ``nox`` runs the tests on every backend (one session each) and the linters.
+"""Sessions: ``nox`` runs the whole suite on every backend in one environment, then the linters.
 
-- ``nox -s "tests(backend='numpy')"``: the suite on one backend (``array_api_strict``,
-  ``torch`` and ``cupy`` likewise). A backend that is not usable here is skipped with the
-  reason, never failed. The numpy session also runs the suite with the kernels off
-  (``numpy-generic``) and the docstring examples (``--doctest-modules``).
-- ``nox -s mpi``: data-parallel training under ``mpiexec -n 2`` (``tests/test_distributed.py``).
+- ``nox -s tests``: one virtualenv (PyTorch, the reference, installed once), one pytest run
+  over every backend (``numpy``, ``numpy-generic``, ``array_api_strict``, ``torch``,
+  ``torch-cuda``, ``cupy``; one that is not usable here is skipped with the reason), the
+  data-parallel tests under ``mpiexec -n 2`` (mpi4py and MPICH's wheel), coverage against a
+  floor (``[tool.coverage.report] fail_under``), then the docstring examples. Tests that do not
+  depend on the backend run once. ``XPNET_TEST_BACKENDS=torch nox -s tests``: one backend;
+  ``nox -s tests -- -k conv``: pytest's own arguments (no coverage then).
+- ``nox -s quick``: the inner loop, the tests not marked ``slow`` on NumPy (and numpy-generic),
+  in the ``tests`` session's environment (about 1.5 minutes here).
 - ``nox -s lint``: ruff check, ruff format --check and mypy over ``src/xpnet``.
 - ``nox -s bench``: the benchmarks (not a default session).
 - ``nox -s peers``: xpnet against PyTorch, Keras, Chainer, DeZero and tinygrad, each in a
   virtualenv of its own under ``.peers/`` (not a default session; see benchmarks/peers.py).
 
 PyTorch is the tests' reference: ``XPNET_TORCH`` names the requirement to install
-(default ``torch==2.13.0``); CuPy's wheel is ``XPNET_CUPY`` (default ``cupy-cuda13x``).
+(default ``torch==2.13.0``); CuPy's wheel is ``XPNET_CUPY`` (default ``cupy-cuda13x``),
+installed only where ``nvidia-smi`` is found.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
+from pathlib import Path
 
 import nox
 
+# Not uv: uv does not look in the local wheel folder pip is set up with here, and would fetch
+# a CUDA build of torch (several GB) instead of the CPU wheel on disk.
 nox.options.default_venv_backend = "virtualenv"
-nox.options.sessions = ["tests", "mpi", "lint"]
+nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_venv = "yes"
 
-BACKENDS = ["numpy", "array_api_strict", "torch", "cupy"]
 TORCH = os.environ.get("XPNET_TORCH", "torch==2.13.0")
 CUPY = os.environ.get("XPNET_CUPY", "cupy-cuda13x")
+TEST_ENV = {"MPLBACKEND": "Agg"}
 
 
-@nox.session
-@nox.parametrize("backend", BACKENDS)
-def tests(session: nox.Session, backend: str) -> None:
-    """Run the test suite with the ``xp`` fixture restricted to one backend."""
-    requirements = [".[test,plot]", TORCH]
-    if backend == "cupy":
-        if shutil.which("nvidia-smi") is None:
-            session.skip("cupy: no NVIDIA GPU on this machine (nvidia-smi not found)")
+def _test_requirements() -> list[str]:
+    """What the suite needs: the package with its test extras, the reference, MPI, coverage."""
+    requirements = [".[test,plot,mpi]", TORCH, "pytest-cov"]
+    if shutil.which("nvidia-smi") is not None:
         requirements.append(CUPY)
-    session.install(*requirements)
-    env = {"XPNET_TEST_BACKENDS": backend, "MPLBACKEND": "Agg"}
-    session.run("pytest", *session.posargs, env=env)
-    if backend == "numpy" and not session.posargs:
-        # kernels/cupy.py imports cupy at the top (and holds no examples): skip it by path
-        where = "import pathlib, xpnet.kernels as k; print(pathlib.Path(k.__file__).parent)"
-        kernels = str(session.run("python", "-c", where, silent=True)).strip()
-        ignore = f"--ignore={kernels}/cupy.py"
-        session.run("pytest", "--doctest-modules", ignore, "--pyargs", "xpnet", env=env)
+    return requirements
 
 
 @nox.session
-def mpi(session: nox.Session) -> None:
-    """Data-parallel training under ``mpiexec -n 2`` (mpi4py and MPICH's wheel, no system
-    MPI): 2 ranks against one process, SyncBatchNorm, checkpoints across rank counts,
-    failing ranks. Each test starts its ranks with a timeout."""
-    session.install(".[test,mpi]")
-    env = {"XPNET_TEST_BACKENDS": "numpy", "MPLBACKEND": "Agg"}
-    session.run("pytest", "tests/test_distributed.py", *session.posargs, env=env)
+def tests(session: nox.Session) -> None:
+    """Run the suite on every backend in one process, with coverage, then the doctests."""
+    session.install(*_test_requirements())
+    if session.posargs:
+        session.run("pytest", *session.posargs, env=TEST_ENV)
+        return
+    session.run("pytest", "--cov=xpnet", "--cov-report=term", env=TEST_ENV)
+    # kernels/cupy.py imports cupy at the top (and holds no examples): skip it by path
+    where = "import pathlib, xpnet.kernels as k; print(pathlib.Path(k.__file__).parent)"
+    kernels = str(session.run("python", "-c", where, silent=True)).strip()
+    ignore = f"--ignore={kernels}/cupy.py"
+    doctest_env = {**TEST_ENV, "XPNET_TEST_BACKENDS": "numpy"}
+    session.run("pytest", "--doctest-modules", ignore, "--pyargs", "xpnet", env=doctest_env)
+
+
+@nox.session(venv_backend="none")
+def quick(session: nox.Session) -> None:
+    """The inner loop: the tests not marked ``slow``, on NumPy, in ``tests``' environment
+    (brought up to date first; ``-- -x -k pool``: more pytest arguments)."""
+    session.run(sys.executable, "-m", "nox", "-s", "tests", "--install-only", external=True)
+    bin_dir = "Scripts" if os.name == "nt" else "bin"
+    python = Path(".nox", "tests", bin_dir, "python")
+    env = {**TEST_ENV, "XPNET_TEST_BACKENDS": "numpy"}
+    session.run(str(python), "-m", "pytest", "-m", "not slow", "-q", *session.posargs, env=env,
+                external=True)  # fmt: skip
 
 
 @nox.session

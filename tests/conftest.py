@@ -1,7 +1,8 @@
 """The ``xp`` fixture: every backend test runs once per backend, ids = backend names.
 
-``XPNET_TEST_BACKENDS`` (comma-separated) restricts the backends, as the nox sessions do;
-a selected backend that is not usable here is skipped with the reason. ``numpy`` brings
+``XPNET_TEST_BACKENDS`` (comma-separated) restricts the backends
+(``XPNET_TEST_BACKENDS=torch nox -s tests``); a selected backend that is not usable here
+is skipped with the reason. ``numpy`` brings
 ``numpy-generic`` along: NumPy with the kernels off (``use_fast_paths(False)``), so every
 test covers both NumPy paths. Tests on ``cupy`` carry the ``gpu`` marker
 (``pytest -m gpu`` runs just those).
@@ -26,6 +27,8 @@ import xpnet
 from xpnet._backend import BACKENDS, backend_status
 from xpnet.kernels import use_fast_paths
 
+from . import background
+
 GENERIC = "numpy-generic"
 """NumPy with every kernel off: the generic array-API code, as any other backend runs it."""
 TORCH_CUDA = "torch-cuda"
@@ -33,6 +36,11 @@ TORCH_CUDA = "torch-cuda"
 VARIANTS = {"numpy": [GENERIC], "torch": [TORCH_CUDA]}
 """Each backend name brings these along (``XPNET_TEST_BACKENDS=torch`` runs torch-cuda too,
 skipped without CUDA)."""
+
+COVERED = ("numpy", GENERIC)
+"""Coverage (``nox -s tests``) is measured on these backends and on every test that takes
+no backend, as the per-backend numpy session measured it; pytest-cov's ``no_cover`` marker
+pauses the tracer in the other backends' tests (the same lines again, at a third more time)."""
 
 _names = os.environ.get("XPNET_TEST_BACKENDS", ",".join(BACKENDS)).split(",")
 SELECTED = list(
@@ -46,11 +54,33 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("xp", SELECTED, ids=SELECTED, indirect=True)
 
 
+def _runs_in_background(item: pytest.Item) -> bool:
+    return hasattr(getattr(item, "module", None), "start_in_background")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get("xp") in ("cupy", TORCH_CUDA):
+        param = None if callspec is None else callspec.params.get("xp")
+        if param in ("cupy", TORCH_CUDA):
             item.add_marker(pytest.mark.gpu)
+        if param is not None and param not in COVERED:
+            item.add_marker(pytest.mark.no_cover)
+    # the tests whose scripts run in the background go last, when their runs are done
+    items.sort(key=_runs_in_background)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the selected tests' subprocess runs now, on a background thread, so they
+    overlap the rest of the suite (``tests/background.py``)."""
+    for item in session.items:
+        if _runs_in_background(item):
+            item.module.start_in_background(item)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Runs still queued are not started (after ``-x``, Ctrl-C, or a failed session)."""
+    background.cancel_pending()
 
 
 def backend_name(param: str) -> str:

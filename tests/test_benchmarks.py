@@ -1,10 +1,13 @@
 """Smoke test: each benchmark script runs in --quick mode and writes well-formed results.
 
-No timing is asserted: performance is shown in benchmarks/, not in tests.
+No timing is asserted: performance is shown in benchmarks/, not in tests. The scripts of
+the selected tests start on a background thread as soon as collection ends
+(``tests/background.py``), so their minutes overlap the rest of the suite.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from . import background
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+QUICK_SCRIPTS = ["ops.py", "mnist.py", "profile_step.py", "launches.py", "inference.py"]
 
 
 def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -27,15 +33,43 @@ def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _command(test: pytest.Item) -> background.Command | None:
+    """The script run of a test of this module (``None`` for a test without one)."""
+    name = test.name
+    if name.startswith("test_benchmark_script_quick["):
+        script = name.removeprefix("test_benchmark_script_quick[").removesuffix("]")
+        return lambda out: run_script(script, "--quick", "--out", str(out))
+    if name == "test_mnist_benchmark_with_the_resnet_and_augmentation":
+        args = ["--quick", "--model", "mnist_resnet", "--augment", "--epochs", "1"]
+        return lambda out: run_script("mnist.py", *args, "--out", str(out))
+    if name == "test_peers_benchmark_quick_with_the_libraries_of_this_environment":
+        return lambda out: run_script(
+            "peers.py", "--quick", "--only", "xpnet,xpnet-no-numba", "--out", str(out)
+        )
+    return None
+
+
+def start_in_background(test: pytest.Item) -> None:
+    """Queue this test's script run (``conftest.py`` calls it once collection ends)."""
+    command = _command(test)
+    if command is not None and importlib.util.find_spec("torch") is not None:
+        background.start(test.nodeid, command)
+
+
+def finished_run(request: pytest.FixtureRequest) -> tuple[subprocess.CompletedProcess, Path]:
+    """This test's script run, waited for, and the folder it wrote to."""
+    command = _command(request.node)
+    assert command is not None
+    return background.result(request.node.nodeid, command)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "script", ["ops.py", "mnist.py", "profile_step.py", "launches.py", "inference.py"]
-)
-def test_benchmark_script_quick(script, tmp_path):
+@pytest.mark.parametrize("script", QUICK_SCRIPTS)
+def test_benchmark_script_quick(script, request):
     pytest.importorskip("torch")
     if script == "inference.py":
         pytest.importorskip("onnxruntime")
-    result = run_script(script, "--quick", "--out", str(tmp_path))
+    result, tmp_path = finished_run(request)
     assert result.returncode == 0, result.stderr[-3000:]
     files = list(tmp_path.glob("*.json"))
     assert len(files) == 1
@@ -67,11 +101,10 @@ def test_benchmark_script_quick(script, tmp_path):
 
 
 @pytest.mark.slow
-def test_mnist_benchmark_with_the_resnet_and_augmentation(tmp_path):
+def test_mnist_benchmark_with_the_resnet_and_augmentation(request):
     """The residual net's torch twin (BatchNorm, Residual, global pooling) trains beside it."""
     pytest.importorskip("torch")
-    args = ["--quick", "--model", "mnist_resnet", "--augment", "--epochs", "1"]
-    result = run_script("mnist.py", *args, "--out", str(tmp_path))
+    result, tmp_path = finished_run(request)
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = tmp_path.glob("*.json")
     section = json.loads(path.read_text())["mnist-mnist_resnet"]
@@ -82,12 +115,11 @@ def test_mnist_benchmark_with_the_resnet_and_augmentation(tmp_path):
 
 
 @pytest.mark.slow
-def test_peers_benchmark_quick_with_the_libraries_of_this_environment(tmp_path):
+def test_peers_benchmark_quick_with_the_libraries_of_this_environment(request):
     """peers.py with the libraries that need no virtualenv of their own (xpnet with and
     without the compiled loops, PyTorch): each in its own process, results and table."""
     pytest.importorskip("torch")
-    args = ["--quick", "--only", "xpnet,xpnet-no-numba", "--out", str(tmp_path)]
-    result = run_script("peers.py", *args)
+    result, tmp_path = finished_run(request)
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = tmp_path.glob("*-peers-quick.json")
     section = json.loads(path.read_text())["peers"]

@@ -49,6 +49,7 @@ def assert_close_runs(ours: dict, reference: dict) -> None:
         np.testing.assert_allclose(ours[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("net", ["plain", "syncbn"])
 def test_two_ranks_equal_one_process_and_each_other(net, tmp_path):
     """100 images, global batch 32 (the last of 4: 2 per rank), 2 epochs."""
@@ -67,6 +68,7 @@ def test_two_ranks_equal_one_process_and_each_other(net, tmp_path):
     assert int(rank0["allreduce"]) == 8 * per_step
 
 
+@pytest.mark.slow
 def test_plain_batch_norm_keeps_rank_0s_running_statistics_on_every_rank(tmp_path):
     """Local batch statistics (DDP's default): the parameters still agree bitwise, and the
     running statistics are rank 0's on every rank (broadcast before each step)."""
@@ -79,6 +81,7 @@ def test_plain_batch_norm_keeps_rank_0s_running_statistics_on_every_rank(tmp_pat
             np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("first", "then"), [(2, 1), (1, 2)])
 def test_checkpoint_from_k_ranks_resumes_on_others(first, then, tmp_path):
     ckpt = str(tmp_path / "model.npz")
@@ -93,6 +96,7 @@ def test_checkpoint_from_k_ranks_resumes_on_others(first, then, tmp_path):
     assert_close_runs(results(tmp_path / "b"), results(tmp_path / "c"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["--raise-at", "--kill-at"])
 def test_a_failing_rank_ends_every_rank_and_leaves_a_loadable_checkpoint(fault, tmp_path):
     """Rank 1 raises (or is SIGKILLed) at global step 6, in epoch 2: every rank ends with a
@@ -121,6 +125,7 @@ def test_cli_trains_on_two_ranks_like_one_process(tmp_path):
     assert {"model.npz", "metrics.json"} <= {p.name for p in (tmp_path / "two").iterdir()}
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_batch_that_does_not_split(tmp_path):
     run = subprocess.run(
         [MPIEXEC, "-n", "2", sys.executable, "-m", "xpnet", "train", "--distributed",
@@ -140,6 +145,7 @@ def test_cli_distributed_without_mpi4py_is_one_line(tmp_path, monkeypatch, capsy
     assert err.count("\n") == 1 and "pip install 'xpnet[mpi]'" in err
 
 
+@pytest.mark.slow
 def test_distributed_without_mpiexec_trains_as_one_process(tmp_path):
     """Size 1 (no mpiexec): the same run as without --distributed."""
     common = ["-m", "xpnet", "train", "--model", "seed_cnn", "--epochs", "1", "--limit", "512",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -24,6 +26,7 @@ def test_readme_example_runs(capsys):
     assert capsys.readouterr().out == first  # every layer seeded: the same loss each run
 
 
+@pytest.mark.slow  # a grid search: about 15 s
 def test_readme_scikit_learn_example_runs(capsys):
     example = next(block for block in python_blocks() if "CNNClassifier" in block)
     assert len(example.strip().splitlines()) <= 10
