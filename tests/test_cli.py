@@ -213,7 +213,7 @@ def test_summary_prints_layers_shapes_parameters_and_multiply_adds(capsys):
 
 
 def test_the_test_set_is_touched_once_at_the_end(tmp_path, monkeypatch, capsys):
-    import xpnet.cli
+    import xpnet.cli.train
     import xpnet.train
 
     seen = []
@@ -226,7 +226,7 @@ def test_the_test_set_is_touched_once_at_the_end(tmp_path, monkeypatch, capsys):
         return wrapper
 
     monkeypatch.setattr(xpnet.train, "evaluate", recording(xpnet.train.evaluate))
-    monkeypatch.setattr(xpnet.cli, "evaluate", recording(xpnet.cli.evaluate))
+    monkeypatch.setattr(xpnet.cli.train, "evaluate", recording(xpnet.cli.train.evaluate))
     args = ["train", "--model", "seed_cnn", "--epochs", "2", "--limit", "300", "--val", "50"]
     assert main([*args, "--out", str(tmp_path / "o"), "--no-progress"]) == 0
     assert seen == [50, 50, 300]  # validation after each epoch, the test set once

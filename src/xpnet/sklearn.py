@@ -27,8 +27,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import models, optim
 from ._backend import asarray, backend_of, backend_status, is_array, to_numpy
 from .augment import RandomShift
+from .inference import probabilities
 from .nn import CrossEntropyLoss, Module, from_spec
-from .train import fit, probabilities
+from .train import fit
 
 
 def expected_failed_checks(estimator: Any) -> dict[str, str]:

@@ -29,15 +29,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import array_api_compat.numpy as np_namespace
 import numpy as np
-from array_api_compat import array_namespace, device
 
-from ._backend import asarray, backend_of, take_nonnegative, to_numpy
-from ._typing import Array, Namespace
+from ._backend import take_nonnegative, to_numpy
+from ._typing import Array
 from .checkpoint import load_checkpoint, save_checkpoint
-from .functional import softmax
-from .functional.softmax import check_labels, one_hot_rows
+from .functional.softmax import one_hot_rows
+from .inference import (  # evaluate, probabilities, predict: re-exported, xpnet.train's before
+    check_dataset,
+    evaluate,
+    model_place,
+    n_classes_of,
+    predict,
+    probabilities,
+    to_model_device,
+)
 from .nn import CrossEntropyLoss, Module
 
 
@@ -58,35 +64,6 @@ class History:
 
     def to_dict(self) -> dict[str, list[float]]:
         return asdict(self)
-
-
-def _model_place(model: Module) -> tuple[str, Any, Namespace]:
-    params = model.parameters()
-    if not params:
-        raise ValueError("fit: the model has no parameters")
-    data = params[0].data
-    return backend_of(data), device(data), array_namespace(data)
-
-
-def to_model_device(model: Module, *arrays: Any) -> list[Any]:
-    """Copy ``arrays`` (NumPy or any backend) once to the backend and device of ``model``."""
-    name, dev, _ = _model_place(model)
-    return [asarray(a, backend=name, device=dev) for a in arrays]
-
-
-def _check_dataset(x: Any, y: Any, name: str, n_classes: int | None = None) -> None:
-    n_images, n_labels = int(x.shape[0]), int(y.shape[0])
-    if n_images != n_labels:
-        raise ValueError(f"{name}: images ({n_images}) and labels ({n_labels}) differ in count")
-    if n_images == 0:
-        raise ValueError(f"{name}: the dataset is empty")
-    labels = np.asarray(to_numpy(y))
-    check_labels(labels, n_labels, n_classes, check_range=True, xp=np_namespace, func=name)
-
-
-def _n_classes(model: Module) -> int | None:
-    last = model.parameters()[-1].data
-    return int(last.shape[0]) if last.ndim == 1 else None
 
 
 @contextmanager
@@ -183,7 +160,7 @@ class _Run:
     ) -> None:
         self.model, self.loss, self.optimizer, self.scheduler = model, loss, optimizer, scheduler
         self.settings = settings
-        _, self.device, self.xp = _model_place(model)
+        _, self.device, self.xp = model_place(model)
         self.x, y = to_model_device(model, *train)
         self.y = self.xp.astype(y, self.xp.int64)
         self.n = int(self.x.shape[0])
@@ -195,7 +172,7 @@ class _Run:
         self.lazy_loss = hasattr(loss, "gradient") and hasattr(loss, "per_sample")
         # one-hot rows of every label, built once: a step gathers its batch's with the
         # images (no comparison and cast a step); only where they take little memory
-        n_classes = _n_classes(model)
+        n_classes = n_classes_of(model)
         self.targets = self.y
         if self.lazy_loss and n_classes is not None and self.n * n_classes <= 2**24:
             dtype = model.parameters()[-1].data.dtype  # the logits' (the last layer's)
@@ -457,10 +434,10 @@ def fit(
             raise ValueError(f"fit: {name} must be an int >= 1; got {value!r}")
     if resume and checkpoint is None:
         raise ValueError("fit: resume=True needs a checkpoint path")
-    n_classes = _n_classes(model)
-    _check_dataset(*train, "train", n_classes)
+    n_classes = n_classes_of(model)
+    check_dataset(*train, "train", n_classes)
     if val is not None:
-        _check_dataset(*val, "val", n_classes)
+        check_dataset(*val, "val", n_classes)
     loss.check_range = False  # validated once above, no device read per step
     settings = {
         "epochs": epochs,
@@ -507,48 +484,12 @@ def _summary(history: History, epoch: int, epochs: int) -> str:
     return line + f"  lr {history.lr[-1]:.2e}  {history.seconds[-1]:.1f}s"
 
 
-def _batched_logits(model: Module, x: Any, batch_size: int) -> Iterator[tuple[int, Array]]:
-    (x,) = to_model_device(model, x)
-    was_training = model.training
-    model.eval()
-    try:
-        n = x.shape[0]
-        for start in range(0, n, batch_size):
-            yield start, model(x[start : min(start + batch_size, n), ...])
-    finally:
-        model.train(was_training)
-
-
-def evaluate(model: Module, x: Any, y: Any, *, batch_size: int = 1000) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)`` (eval mode, batched).
-
-    Returns
-    -------
-    dict
-        ``{"loss": float, "accuracy": float}``.
-    """
-    _check_dataset(x, y, "evaluate", _n_classes(model))
-    _, _, xp = _model_place(model)
-    (labels,) = to_model_device(model, y)
-    labels = xp.astype(labels, xp.int64)
-    crit = CrossEntropyLoss(check_range=False)
-    loss_sum, correct = 0.0, 0
-    for start, logits in _batched_logits(model, x, batch_size):
-        yb = labels[start : start + logits.shape[0]]
-        loss_sum = loss_sum + crit(logits, yb) * logits.shape[0]
-        correct = correct + xp.sum(xp.astype(xp.argmax(logits, axis=1) == yb, xp.int64))
-    n = int(labels.shape[0])
-    return {"loss": float(loss_sum) / n, "accuracy": int(correct) / n}
-
-
-def probabilities(model: Module, x: Any, *, batch_size: int = 1000) -> Array:
-    """Class probabilities (N, n_classes) of ``model`` on images ``x`` (eval mode, batched),
-    on the model's backend and device."""
-    _, _, xp = _model_place(model)
-    parts = [softmax(logits, axis=1) for _, logits in _batched_logits(model, x, batch_size)]
-    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
-
-
-def predict(model: Module, x: Any, *, batch_size: int = 1000) -> np.ndarray:
-    """Class probabilities (N, n_classes) of ``model`` on images ``x``, as NumPy float64."""
-    return to_numpy(probabilities(model, x, batch_size=batch_size)).astype(np.float64)
+__all__ = [
+    "History",
+    "TrainingDiverged",
+    "evaluate",
+    "fit",
+    "predict",
+    "probabilities",
+    "to_model_device",
+]

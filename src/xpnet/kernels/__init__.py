@@ -1,9 +1,9 @@
 """Optional faster versions of some ops, one module per backend, found by op name.
 
 :mod:`xpnet.functional` is the one definition of every op and runs on any backend. A
-backend may register a *kernel* for an op (``xpnet/kernels/numpy.py`` today; a CuPy module
-would sit beside it): a function with the op's signature that returns the same result,
-faster, or ``None`` to leave a case to the generic code. Each op asks once per call::
+backend may register a *kernel* for an op (the package ``xpnet/kernels/numpy/``, one module
+per op family; ``xpnet/kernels/cupy.py``): a function with the op's signature that returns
+the same result, faster, or ``None`` to leave a case to the generic code. Each op asks once per call::
 
     kernel = kernel_for("conv2d_forward", x, weight, bias)
     if kernel is not None:

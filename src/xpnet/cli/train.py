@@ -1,10 +1,9 @@
-"""The ``xpnet`` command: train, evaluate, predict, summary, export, info."""
+"""``xpnet train``: a model from :mod:`xpnet.models` on MNIST, its checkpoint and report."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -14,79 +13,22 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, models, optim
-from ._backend import BACKENDS, available_backends, check_backend_name, device_info
-from .augment import RandomShift
-from .checkpoint import load_checkpoint
-from .datasets import MNIST_MEAN, MNIST_STD, load_mnist, train_val_split
-from .nn import CrossEntropyLoss
-from .train import TrainingDiverged, evaluate, fit, predict
+from .. import __version__, models, optim
+from .._backend import BACKENDS
+from ..augment import RandomShift
+from ..datasets import MNIST_MEAN, MNIST_STD, train_val_split
+from ..inference import evaluate, predict
+from ..nn import CrossEntropyLoss
+from ..train import TrainingDiverged, fit
+from ._common import DEVICE_HELP, CLIError, OneLineHelp, load_data, placement
 
 DEFAULT_VAL = 5000  # training images held out for validation
-DEVICE_HELP = "torch device, e.g. cuda or cuda:1 (default: the backend's default device)"
 MODEL_LR_SCALE = {"seed_cnn": 2.0}  # the shallow sigmoid net likes a larger step (README table)
 
 
-class _OneLineHelp(argparse.HelpFormatter):
-    """``--help`` with one line per option, ending in its default where it has one."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=40, width=240)
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if action.choices is not None:
-            text += f": {', '.join(map(str, action.choices))}"
-        absent = action.default is None or action.default is False
-        if "default" not in text and not absent and action.default is not argparse.SUPPRESS:
-            text += " (default: %(default)s)"
-        return text
-
-    def _metavar_formatter(self, action: argparse.Action, default_metavar: str) -> Any:
-        if action.choices is not None and action.metavar is None:  # choices go in the help
-            return lambda size: ("NAME",) * size
-        return super()._metavar_formatter(action, default_metavar)
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
-
-
-def _backend(name: str) -> str:
-    """``name`` if that backend is usable here, else a one-line :class:`CLIError`."""
-    try:
-        return check_backend_name(name)
-    except (ValueError, RuntimeError) as exc:
-        raise CLIError(str(exc)) from None
-
-
-def _placement(args: argparse.Namespace) -> tuple[str, Any]:
-    """The usable backend and the device (``--device``, torch only) to run on."""
-    backend = _backend(args.backend)
-    if args.device is None:
-        return backend, None
-    if backend != "torch":
-        raise CLIError(
-            f"--device is for --backend torch (e.g. cuda); {backend} runs on its default "
-            f"device; got --device {args.device}"
-        )
-    import torch
-
-    try:
-        device = torch.device(args.device)
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as exc:
-        raise CLIError(f"--device {args.device}: {str(exc).splitlines()[0]}") from None
-    return backend, device
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xpnet", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    defaults = _OneLineHelp
-
-    tr = commands.add_parser("train", help="train a CNN on MNIST", formatter_class=defaults)
+def add_parser(commands: Any) -> None:
+    """The ``train`` subcommand and its options."""
+    tr = commands.add_parser("train", help="train a CNN on MNIST", formatter_class=OneLineHelp)
     tr.add_argument("--backend", choices=BACKENDS, default="numpy", help="where to train")
     tr.add_argument("--device", help=DEVICE_HELP)
     tr.add_argument("--model", choices=list(models.MODELS), default="mnist_cnn", help="net")
@@ -142,65 +84,6 @@ def _parser() -> argparse.ArgumentParser:
         help="with --distributed: batch norm by the global batch's statistics",
     )
 
-    ev = commands.add_parser(
-        "evaluate", help="test accuracy of a checkpoint", formatter_class=defaults
-    )
-    ev.add_argument("checkpoint", type=Path, help="a model.npz written by xpnet train")
-    ev.add_argument("--backend", choices=BACKENDS, default="numpy", help="where to evaluate")
-    ev.add_argument("--device", help=DEVICE_HELP)
-    ev.add_argument(
-        "--data-dir", type=Path, help="folder of the four MNIST IDX .gz files (default: shipped)"
-    )
-    ev.add_argument("--limit", type=int, help="use only the first N test images (default: all)")
-
-    pr = commands.add_parser(
-        "predict", help="classify digit images (PNG, JPEG, ...)", formatter_class=defaults
-    )
-    pr.add_argument("checkpoint", type=Path, help="a model.npz written by xpnet train")
-    pr.add_argument("images", type=Path, nargs="+", help="image files, any size")
-    pr.add_argument("--backend", choices=BACKENDS, default="numpy", help="where to run")
-    pr.add_argument("--device", help=DEVICE_HELP)
-
-    su = commands.add_parser(
-        "summary", help="layers, output shapes, parameters, multiply-adds", formatter_class=defaults
-    )
-    su.add_argument("--model", choices=list(models.MODELS), default="mnist_cnn", help="net")
-
-    ex = commands.add_parser(
-        "export", help="write a checkpoint as an ONNX file", formatter_class=defaults
-    )
-    ex.add_argument("checkpoint", type=Path, help="a model.npz written by xpnet train")
-    ex.add_argument("output", type=Path, help="the .onnx file to write")
-    ex.add_argument("--opset", type=int, default=17, help="ONNX opset version")
-    ex.add_argument(
-        "--input-shape",
-        default="1,28,28",
-        help="C,H,W of the images (the batch size stays dynamic)",
-    )
-
-    commands.add_parser("info", help="backends, devices and versions")
-    return parser
-
-
-def _check_numbers(args: argparse.Namespace) -> None:
-    """Every numeric option in range, as one line (exit 2) before any work starts."""
-    ints = {"--epochs": 1, "--batch-size": 1, "--limit": 1, "--val": 0, "--seed": 0}
-    for option, minimum in ints.items():
-        value = getattr(args, option[2:].replace("-", "_"), None)
-        if value is not None and value < minimum:
-            raise CLIError(f"{option} must be >= {minimum}; got {value}")
-    lr = getattr(args, "lr", None)
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise CLIError(f"--lr must be a finite number > 0; got {lr}")
-
-
-def _limit(
-    arrays: tuple[np.ndarray, np.ndarray], limit: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    if limit is None:
-        return arrays
-    return arrays[0][:limit], arrays[1][:limit]
-
 
 def _split_validation(
     train_set: tuple[np.ndarray, np.ndarray], val: int | None, seed: int
@@ -220,14 +103,6 @@ def _split_validation(
         )
     train, held_out = train_val_split(*train_set, val_fraction=val / n, seed=seed)
     return train, held_out
-
-
-def _load_data(data_dir: Path | None, limit: int | None) -> tuple[Any, Any]:
-    try:
-        train, test = load_mnist(data_dir, normalize=True)
-    except (OSError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
-    return _limit(train, limit), _limit(test, limit)
 
 
 def _peak_lr(args: argparse.Namespace) -> float:
@@ -255,7 +130,7 @@ def _communicator(args: argparse.Namespace, backend: str) -> Any:
         raise CLIError("--sync-bn needs --distributed")
     if not args.distributed:
         return None
-    from .distributed import DistributedError, init
+    from ..distributed import DistributedError, init
 
     try:
         comm = init()
@@ -269,8 +144,8 @@ def _communicator(args: argparse.Namespace, backend: str) -> Any:
     return comm
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    backend, device = _placement(args)
+def run(args: argparse.Namespace) -> int:
+    backend, device = placement(args)
     comm = _communicator(args, backend)
     out: Path = args.out
     ckpt = out / "model.npz"
@@ -280,7 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device = device or comm.gpu_device(backend)
         if comm.rank != 0:  # rank 0 prints and writes; the others train quietly
             return _train_quietly(args, backend, device, comm)
-    train_set, test_set = _load_data(args.data_dir, args.limit)
+    train_set, test_set = load_data(args.data_dir, args.limit)
     train_set, val_set = _split_validation(train_set, args.val, args.seed)
     model, opt, scheduler = _build(args, backend, device, comm, len(train_set[0]))
     out.mkdir(parents=True, exist_ok=True)
@@ -334,7 +209,7 @@ def _build(
     """The model (SyncBatchNorm with --sync-bn), its optimizer and schedule."""
     model = models.build(args.model, seed=args.seed, backend=backend).to(backend, device=device)
     if args.sync_bn:
-        from .distributed import convert_sync_batchnorm
+        from ..distributed import convert_sync_batchnorm
 
         model = convert_sync_batchnorm(model, comm)
     steps = args.epochs * -(-n_train // args.batch_size)
@@ -344,7 +219,7 @@ def _build(
 
 def _train_quietly(args: argparse.Namespace, backend: str, device: Any, comm: Any) -> int:
     """A rank other than 0: the same data, model and steps; no output, no files."""
-    train_set, _ = _load_data(args.data_dir, args.limit)
+    train_set, _ = load_data(args.data_dir, args.limit)
     train_set, val_set = _split_validation(train_set, args.val, args.seed)
     model, opt, scheduler = _build(args, backend, device, comm, len(train_set[0]))
     try:
@@ -372,7 +247,7 @@ def write_report(
     sizes: dict[str, int],
 ) -> None:
     """metrics.json, curves.png and confusion.png in ``out``."""
-    from .plots import confusion_matrix
+    from ..plots import confusion_matrix
 
     matrix = confusion_matrix(labels, probs.argmax(axis=1))
     report = {
@@ -399,7 +274,7 @@ def write_report(
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     try:
-        from .plots import plot_confusion, plot_curves
+        from ..plots import plot_confusion, plot_curves
 
         plot_curves(history, out / "curves.png")
         plot_confusion(matrix, out / "confusion.png", f"{args.model} on {backend}")
@@ -409,110 +284,3 @@ def write_report(
             f"wrote {out / 'model.npz'} and metrics.json; matplotlib not installed: plots "
             "skipped (pip install 'xpnet[plot]')"
         )
-
-
-def _open_checkpoint(args: argparse.Namespace) -> Any:
-    """The checkpoint ``args.checkpoint``, its model on ``--backend`` and ``--device``."""
-    backend, device = _placement(args)
-    try:
-        ckpt = load_checkpoint(args.checkpoint, backend=backend)
-    except (FileNotFoundError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
-    ckpt.model.to(backend, device=device)
-    return ckpt
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    ckpt = _open_checkpoint(args)
-    _, test_set = _load_data(args.data_dir, args.limit)
-    metrics = evaluate(ckpt.model, *test_set)
-    print(
-        f"{args.checkpoint} on {args.backend}: {len(test_set[1])} test images, "
-        f"loss {metrics['loss']:.4f}"
-    )
-    print(f"test_accuracy: {metrics['accuracy']:.4f}")
-    return 0
-
-
-def load_image(path: Path, normalize: tuple[float, float]) -> np.ndarray:
-    """A digit image of any size as (1, 28, 28) float32, white digit on black like MNIST."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            gray = image.convert("L").resize((28, 28), Image.Resampling.LANCZOS)
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
-        raise CLIError(f"{path}: cannot read image ({exc})") from None
-    pixels = np.asarray(gray, dtype=np.float32) / 255.0
-    if pixels.mean() > 0.5:  # dark digit on a light background: invert to MNIST's convention
-        pixels = 1.0 - pixels
-    mean, std = normalize
-    return ((pixels - mean) / std)[None, :, :].astype(np.float32)
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    ckpt = _open_checkpoint(args)
-    normalize = tuple(ckpt.state.get("normalize", [MNIST_MEAN, MNIST_STD]))
-    images = np.stack([load_image(p, normalize) for p in args.images])
-    probs = predict(ckpt.model, images)
-    for path, row in zip(args.images, probs):
-        print(f"{path}: {int(row.argmax())} (p={row.max():.4f})")
-    return 0
-
-
-def cmd_summary(args: argparse.Namespace) -> int:
-    print(models.build(args.model, backend="numpy").summary(models.MNIST_SHAPE))
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from .onnx import ExportError, export
-
-    try:
-        shape = tuple(int(part) for part in args.input_shape.split(","))
-    except ValueError:
-        raise CLIError(
-            f"--input-shape must be C,H,W (e.g. 1,28,28); got {args.input_shape!r}"
-        ) from None
-    try:
-        ckpt = load_checkpoint(args.checkpoint, backend="numpy")
-        path = export(ckpt.model, args.output, input_shape=shape, opset=args.opset)
-    except (FileNotFoundError, ExportError, ValueError, OSError) as exc:
-        raise CLIError(f"export: {exc}") from None
-    print(f"wrote {path} (opset {args.opset}, input images N x {' x '.join(map(str, shape))})")
-    return 0
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    print(f"xpnet {__version__}, Python {platform.python_version()} on {platform.machine()}")
-    for name, text in device_info().items():
-        print(f"  {name:<17} {text}")
-    print(f"available: {', '.join(available_backends())}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    handler = {
-        "train": cmd_train,
-        "evaluate": cmd_evaluate,
-        "predict": cmd_predict,
-        "summary": cmd_summary,
-        "info": cmd_info,
-        "export": cmd_export,
-    }
-    try:
-        _check_numbers(args)
-        return handler[args.command](args)
-    except CLIError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    except Exception:
-        if getattr(args, "distributed", False):  # the other ranks must not wait forever
-            import traceback
-
-            from .distributed import init
-
-            traceback.print_exc()
-            init().abort(1)
-        raise
