@@ -54,7 +54,7 @@ def tests(session: nox.Session) -> None:
     if session.posargs:
         session.run("pytest", *session.posargs, env=TEST_ENV)
         return
-    session.run("pytest", "--cov=xpnet", "--cov-report=term", env=TEST_ENV)
+    session.run("pytest", "--cov=xpnet", "--cov-report=term", "--durations=15", env=TEST_ENV)
     # kernels/cupy.py imports cupy at the top (and holds no examples): skip it by path
     where = "import pathlib, xpnet.kernels as k; print(pathlib.Path(k.__file__).parent)"
     kernels = str(session.run("python", "-c", where, silent=True)).strip()

@@ -1,4 +1,5 @@
-"""Data-parallel training under ``mpiexec -n 2`` (mpi4py and MPICH's wheel: ``nox -s mpi``).
+"""Data-parallel training under ``mpiexec -n 2`` (mpi4py and MPICH's wheel, which
+``nox -s tests`` installs).
 
 Each test starts its ranks as a subprocess with a timeout, so a hang fails instead of
 stalling the suite. The worker is ``tests/distributed_worker.py``, started with

@@ -29,7 +29,7 @@ a deterministic estimator skipped): small data in the checks (a few hundred samp
 features) trains ``small_cnn`` for ``epochs="auto"``'s 800 steps, about 2 s a fit."""
 
 
-@pytest.mark.skipif("numpy" not in SELECTED, reason="run once, in the numpy session")
+@pytest.mark.skipif("numpy" not in SELECTED, reason="runs where numpy is selected (once per run)")
 @parametrize_with_checks([CHECKED], expected_failed_checks=expected_failed_checks)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
@@ -68,7 +68,7 @@ def test_cross_val_score(digits):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif("numpy" not in SELECTED, reason="run once, in the numpy session")
+@pytest.mark.skipif("numpy" not in SELECTED, reason="runs where numpy is selected (once per run)")
 def test_defaults_score_097_on_digits_in_a_minute():
     """The figure the README quotes: digits, 3-fold, the defaults (was 0.672 with 2 epochs)."""
     import time
