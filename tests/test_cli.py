@@ -132,7 +132,7 @@ def _damaged(kind, good, tmp_path):
         ("truncated", r"truncated\.npz: damaged checkpoint: the \.npz archive is truncated"),
         ("random", r"random\.npz: not a checkpoint: not an \.npz \(zip\) archive"),
         ("mismatched", r"mismatched\.npz: its weights do not fit the architecture it records "
-                       r"\(load_state_dict: 0\.weight must have shape"),
+                       r"\(0\.weight must have shape"),
     ],
 )  # fmt: skip
 def test_a_damaged_checkpoint_is_one_line_and_exit_2(trained, tmp_path, capsys, kind, message):

@@ -142,6 +142,14 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         The epochs the last ``fit`` trained (see ``epochs``).
     history_ : xpnet.train.History
         Per-epoch loss and accuracy of the last ``fit``/``partial_fit``.
+
+    Notes
+    -----
+    A fitted estimator pickles (its arrays as NumPy) and unpickles on any machine; but, as
+    scikit-learn warns of its own models, unpickling runs whatever code the pickle names:
+    load only pickles you trust. To share a trained net, save its checkpoint instead
+    (``xpnet.checkpoint.save_checkpoint(path, clf.model_)``): loading one runs no code and
+    checks the file (see :func:`xpnet.checkpoint.load_checkpoint`).
     """
 
     def __init__(

@@ -231,6 +231,7 @@ class _Run:
             optimizer=self.optimizer,
             scheduler=self.scheduler,
             state=state,
+            input_shape=tuple(int(size) for size in self.x.shape[1:]),
         )
         if self.parallel is not None:
             self.parallel.comm.barrier()

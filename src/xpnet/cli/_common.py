@@ -12,6 +12,7 @@ import numpy as np
 from .._backend import check_backend_name
 from ..checkpoint import load_checkpoint
 from ..datasets import load_mnist
+from ..models import MNIST_SHAPE
 
 DEVICE_HELP = "torch device, e.g. cuda or cuda:1 (default: the backend's default device)"
 
@@ -101,8 +102,14 @@ def open_checkpoint(args: argparse.Namespace) -> Any:
     """The checkpoint ``args.checkpoint``, its model on ``--backend`` and ``--device``."""
     backend, device = placement(args)
     try:
-        ckpt = load_checkpoint(args.checkpoint, backend=backend)
+        ckpt = load_checkpoint(args.checkpoint, backend=backend, input_shape=MNIST_SHAPE)
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from None
+    recorded = ckpt.meta.get("input_shape")
+    if recorded is not None and tuple(recorded) != MNIST_SHAPE:
+        raise CLIError(
+            f"{args.checkpoint}: its model takes images of shape {tuple(recorded)}; "
+            f"xpnet {args.command} gives it MNIST's {MNIST_SHAPE}"
+        )
     ckpt.model.to(backend, device=device)
     return ckpt

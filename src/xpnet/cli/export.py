@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             f"--input-shape must be C,H,W (e.g. 1,28,28); got {args.input_shape!r}"
         ) from None
     try:
-        ckpt = load_checkpoint(args.checkpoint, backend="numpy")
+        ckpt = load_checkpoint(args.checkpoint, backend="numpy", input_shape=shape)
         path = export(ckpt.model, args.output, input_shape=shape, opset=args.opset)
     except (FileNotFoundError, ExportError, ValueError, OSError) as exc:
         raise CLIError(f"export: {exc}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,36 @@ def add_parser(commands: Any) -> None:
     pr.add_argument("--device", help=DEVICE_HELP)
 
 
+MAX_IMAGE_PIXELS = 4096 * 4096
+"""The largest image ``xpnet predict`` decodes (16.7 million pixels): a few hundred KB of
+PNG can claim 20000 x 20000 pixels (1.6 GB decoded); larger ones are refused unread."""
+
+
 def load_image(path: Path, normalize: tuple[float, float]) -> np.ndarray:
-    """A digit image of any size as (1, 28, 28) float32, white digit on black like MNIST."""
-    from PIL import Image, UnidentifiedImageError
+    """A digit image of any size up to :data:`MAX_IMAGE_PIXELS` as (1, 28, 28) float32,
+    white digit on black like MNIST; a :class:`CLIError` line for anything unreadable."""
+    from PIL import Image
 
     try:
-        with Image.open(path) as image:
-            gray = image.convert("L").resize((28, 28), Image.Resampling.LANCZOS)
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
-        raise CLIError(f"{path}: cannot read image ({exc})") from None
+        with warnings.catch_warnings():  # PIL's own bomb warning: the check below refuses
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:  # reads the header only
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise CLIError(
+                        f"{path}: image of {width} x {height} pixels; xpnet predict reads "
+                        f"at most {MAX_IMAGE_PIXELS:,} pixels (4096 x 4096)"
+                    )
+                gray = image.convert("L").resize((28, 28), Image.Resampling.LANCZOS)
+    except CLIError:
+        raise
+    except Image.DecompressionBombError as exc:  # over twice PIL's own limit
+        raise CLIError(
+            f"{path}: {exc.args[0].split(',')[0]}; xpnet predict reads at most "
+            f"{MAX_IMAGE_PIXELS:,} pixels (4096 x 4096)"
+        ) from None
+    except Exception as exc:  # PIL's decoders raise many types on a damaged file
+        raise CLIError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
     pixels = np.asarray(gray, dtype=np.float32) / 255.0
     if pixels.mean() > 0.5:  # dark digit on a light background: invert to MNIST's convention
         pixels = 1.0 - pixels

@@ -8,14 +8,16 @@ naming the file: never a silent reshape.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import math
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 UNSIGNED_BYTE = 0x08
+MAX_IDX_BYTES = 1 << 30
+"""The largest IDX data a ``.gz`` file may claim (1 GiB; MNIST's training images: 47 MB)."""
 
 
 class IDXError(ValueError):
@@ -23,7 +25,8 @@ class IDXError(ValueError):
 
 
 def read_idx_bytes(path: str | Path) -> bytes:
-    """The uncompressed bytes of an IDX file (``.gz`` is decompressed)."""
+    """The uncompressed bytes of an IDX file (``.gz`` is decompressed, no further than the
+    size its header claims, plus one byte to tell a file that is too long)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -32,9 +35,33 @@ def read_idx_bytes(path: str | Path) -> bytes:
     if path.suffix != ".gz":
         return raw
     try:
-        return gzip.decompress(raw)
+        return _gunzip_claimed(raw)
+    except IDXError as exc:
+        raise IDXError(f"{path}: {exc}") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise IDXError(f"{path}: not a valid gzip file ({exc})") from None
+
+
+def _gunzip_claimed(raw: bytes) -> bytes:
+    """Decompress gzip ``raw`` up to the IDX header's claimed size + 1 byte: a small file
+    whose header claims terabytes (or that inflates without end) costs no memory."""
+    stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    data = bytearray(stream.decompress(raw, 4 + 4 * 255))  # room for any header
+    limit = len(data)
+    if len(data) >= 4 and len(data) >= 4 + 4 * data[3]:
+        ndim = data[3]
+        shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+        limit = 4 + 4 * ndim + math.prod(shape) + 1
+        if limit > MAX_IDX_BYTES:
+            raise IDXError(
+                f"the header's shape {tuple(shape)} claims {limit - 1:,} bytes; xpnet reads "
+                f"IDX files of at most {MAX_IDX_BYTES:,} bytes"
+            )
+    while len(data) < limit and not stream.eof:
+        if not stream.unconsumed_tail:
+            raise EOFError("compressed file ended before the end-of-stream marker")
+        data += stream.decompress(stream.unconsumed_tail, min(limit - len(data), 1 << 24))
+    return bytes(data)
 
 
 def parse_idx(data: bytes, name: str, *, expected_ndim: int | None = None) -> np.ndarray:

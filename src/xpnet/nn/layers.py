@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from .. import functional as F
 from .. import init
 from .._backend import DeviceRandom, get_backend
 from .._typing import Array
-from .._validation import namespace_of, pair, positive_int
+from .._validation import flag, namespace_of, pair, positive_int
 from ..functional.pool import check_pool_args
 from .activations import ReLU
 from .module import Module, Parameter
@@ -92,6 +92,13 @@ class Conv2d(_WeightAndBias):
     def _options(self) -> dict[str, Any]:
         return {"stride": self.stride, "padding": self.padding}
 
+    @classmethod
+    def state_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        c_in = positive_int(config.get("in_channels"), "in_channels", "Conv2d")
+        c_out = positive_int(config.get("out_channels"), "out_channels", "Conv2d")
+        kh, kw = pair(config.get("kernel_size"), "kernel_size", "Conv2d", minimum=1)
+        return _weight_and_bias_shapes((c_out, c_in, kh, kw), config)
+
     def multiply_adds(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
         _, c_in, kh, kw = self.weight.shape
         return math.prod(output_shape) * c_in * kh * kw
@@ -137,6 +144,12 @@ class Linear(_WeightAndBias):
     def multiply_adds(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
         return math.prod(output_shape) * self.weight.shape[1]
 
+    @classmethod
+    def state_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        n_in = positive_int(config.get("in_features"), "in_features", "Linear")
+        n_out = positive_int(config.get("out_features"), "out_features", "Linear")
+        return _weight_and_bias_shapes((n_out, n_in), config)
+
     def config(self) -> dict[str, Any]:
         out_features, in_features = self.weight.shape
         return {
@@ -144,6 +157,14 @@ class Linear(_WeightAndBias):
             "out_features": out_features,
             "bias": self.bias is not None,
         }
+
+
+def _weight_and_bias_shapes(
+    weight: tuple[int, ...], config: Mapping[str, Any]
+) -> dict[str, tuple[int, ...]]:
+    """Shapes of ``weight`` and, with ``config["bias"]`` (default True), the bias."""
+    has_bias = flag(config.get("bias", True), "bias", "config")
+    return {"weight": weight, **({"bias": (weight[0],)} if has_bias else {})}
 
 
 def _default_parameters(

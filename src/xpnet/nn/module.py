@@ -81,6 +81,18 @@ class Module:
             return cls.__name__
         return f"{cls.__module__}.{cls.__qualname__}"
 
+    @classmethod
+    def state_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]] | None:
+        """The shapes of the parameters and buffers a layer built from ``config`` holds
+        (its own, not its children's), computed without building it: ``{}`` for a layer
+        without state; ``None`` where the class does not say (a layer of your own with
+        state may override this too).
+
+        Checkpoints are compared with these before anything is allocated. Raises
+        ``ValueError`` or ``TypeError`` for a config the constructor would refuse.
+        """
+        return {} if not cls.param_names and not cls.buffer_names else None
+
     def __init__(self) -> None:
         self.training = True
         self._saved: Any = None

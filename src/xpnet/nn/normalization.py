@@ -3,12 +3,13 @@ state_dict keys, formulas)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .. import functional as F
 from .._backend import asarray, get_backend
 from .._typing import Array
-from .._validation import finite_number, positive_int
+from .._validation import finite_number, flag, positive_int
 from .module import Buffer, Module, Parameter
 
 
@@ -54,6 +55,17 @@ class _BatchNorm(Module):
             self.running_mean = Buffer(full(0.0))
             self.running_var = Buffer(full(1.0))
             self.num_batches_tracked = Buffer(asarray(0, backend=backend, dtype="int64"))
+
+    @classmethod
+    def state_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        name = cls.__name__
+        c = (positive_int(config.get("num_features"), "num_features", name),)
+        shapes: dict[str, tuple[int, ...]] = {}
+        if flag(config.get("affine", True), "affine", name):
+            shapes.update(weight=c, bias=c)
+        if flag(config.get("track_running_stats", True), "track_running_stats", name):
+            shapes.update(running_mean=c, running_var=c, num_batches_tracked=())
+        return shapes
 
     def forward(self, x: Array) -> Array:
         return self._normalize(x, relu=False)

@@ -1,0 +1,97 @@
+"""Damaged and crafted files: every checkpoint, image and IDX file is loaded or refused
+with one line naming it, and nothing allocates more than the file holds.
+
+The mutants (``tests/hostile_worker.py``, seeded) go through xpnet's readers in a process
+of their own whose address space is capped at :data:`MEMORY_CAP`: a reader that believed
+a header of a few bytes (a (100000, 100000) array, ``out_channels`` of 2**31, an image of
+20000 x 20000 pixels, an IDX file claiming 2**62 bytes) would hit ``MemoryError`` there
+and show up as an escape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+WORKER = Path(__file__).resolve().parent / "hostile_worker.py"
+MEMORY_CAP = 3 << 30  # bytes of address space: the interpreter, NumPy, xpnet and PIL fit
+MUTANTS_PER_FAMILY = 100
+
+
+def _capped() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS caps memory on Linux")
+def test_mutated_files_load_or_give_one_line_within_a_memory_cap(tmp_path):
+    pytest.importorskip("PIL")
+    run = subprocess.run(
+        [sys.executable, str(WORKER), str(tmp_path), "0", str(MUTANTS_PER_FAMILY)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=_capped,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "XPNET_NUMBA": "0"},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    tally = result["tally"]
+    assert result["escapes"] == [], "\n".join(result["escapes"][:20])
+    for kind in ("huge sizes", "huge .npy header", "deep nesting", "spec that cannot run",
+                 "members claiming more than the file", "pickled object arrays",
+                 "image: claims 20000 x 20000", "idx: claims 2**62 bytes",
+                 "idx: inflates past its claim"):  # fmt: skip
+        assert tally[kind] == {"refused": tally[kind]["refused"]}, (kind, tally[kind])
+    for kind in ("byte flips", "truncations", "layer metadata", "top-level metadata"):
+        assert sum(tally[kind].values()) == MUTANTS_PER_FAMILY
+        assert tally[kind].get("refused", 0) > 0, (kind, tally[kind])
+    assert sum(sum(counts.values()) for counts in tally.values()) > 600
+
+
+def test_a_checkpoint_records_its_input_shape_and_a_huge_size_is_refused_unbuilt(tmp_path):
+    import numpy as np
+
+    from xpnet import models
+    from xpnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    model = models.build("small_cnn", seed=0, backend="numpy", image_shape=(1, 12, 12))
+    path = save_checkpoint(tmp_path / "small.npz", model, input_shape=(1, 12, 12))
+    loaded = load_checkpoint(path)
+    assert loaded.meta["input_shape"] == [1, 12, 12]
+    with np.load(path) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    first = meta["architecture"]["config"]["layers"][0]["config"]
+    channels, first["out_channels"] = first["out_channels"], 2**31
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "huge.npz", **arrays)
+    with pytest.raises(
+        CheckpointError, match=r"huge\.npz: .*0\.weight must have shape \(2147483648"
+    ):
+        load_checkpoint(tmp_path / "huge.npz")
+    first["out_channels"] = channels
+    meta["input_shape"] = [1, 3, 3]  # too small for the net's layers
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "small-input.npz", **arrays)
+    with pytest.raises(CheckpointError, match=r"cannot run on its input shape \(1, 3, 3\)"):
+        load_checkpoint(tmp_path / "small-input.npz")
+
+
+def test_cli_refuses_a_model_for_other_images_in_one_line(tmp_path, capsys):
+    from xpnet import models
+    from xpnet.checkpoint import save_checkpoint
+    from xpnet.cli import main
+
+    model = models.build("small_cnn", seed=0, backend="numpy", image_shape=(3, 12, 12))
+    path = save_checkpoint(tmp_path / "rgb.npz", model, input_shape=(3, 12, 12))
+    assert main(["evaluate", str(path), "--limit", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "takes images of shape (3, 12, 12)" in err
