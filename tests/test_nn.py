@@ -348,3 +348,22 @@ def test_a_users_layers_follow_the_base_backward_signature(xp, backend, rng):
     assert model.backward(xp.ones(out.shape, dtype=out.dtype), input_grad=False) is None
     assert model.layers[1].weight.grad.shape == (3,)
     assert model.backward(xp.ones(out.shape, dtype=out.dtype)).shape == (4, 3)
+
+
+def test_state_shapes_from_a_config_equal_the_built_layers():
+    """What a checkpoint is checked against before building equals what building makes."""
+    from xpnet import models
+
+    layers = [nn.Conv2d(3, 5, (2, 3), padding=1, bias=False), nn.Linear(7, 4),
+              nn.BatchNorm2d(6, affine=False), nn.BatchNorm1d(3, track_running_stats=False),
+              nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()]  # fmt: skip
+    for name in models.MODELS:
+        layers += _leaves(models.build(name, backend="numpy"))
+    for layer in layers:
+        own = {k: v.shape for k, v in layer._state_entries().items() if "." not in k}
+        assert type(layer).state_shapes(layer.config()) == own, layer
+
+
+def _leaves(module):
+    children = module.children()
+    return [module] if not children else [leaf for c in children for leaf in _leaves(c)]
