@@ -38,6 +38,14 @@ ODD_VALUES = [None, "x", -1, 0, 1, 3, 2**31, 2**40, 1.5, float("inf"), [], {}, [
               [0, 0], [2**31, 1], True, {"type": "Conv2d", "config": {}}]  # fmt: skip
 
 
+def flip_bytes(rng: random.Random, data: bytes, most: int) -> bytes:
+    """``data`` with 1 to ``most`` bytes at random places set to random values."""
+    flipped = bytearray(data)
+    for _ in range(rng.randint(1, most)):
+        flipped[rng.randrange(len(flipped))] = rng.randrange(256)
+    return bytes(flipped)
+
+
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -75,10 +83,7 @@ def checkpoint_mutants(rng: random.Random, good: bytes, count: int) -> list[tupl
     meta = json.loads(arrays["meta"].tobytes())
     mutants: list[tuple[str, bytes]] = []
     for _ in range(count):
-        flipped = bytearray(good)
-        for _ in range(rng.randint(1, 8)):
-            flipped[rng.randrange(len(flipped))] = rng.randrange(256)
-        mutants.append(("byte flips", bytes(flipped)))
+        mutants.append(("byte flips", flip_bytes(rng, good, 8)))
         mutants.append(("truncations", good[: rng.randrange(len(good))]))
         changed = copy.deepcopy(meta)
         layer_mutation(rng, changed)
@@ -162,10 +167,7 @@ def image_mutants(rng: random.Random, count: int) -> list[tuple[str, bytes]]:
                ("image: claims 4097 x 4097", png_bytes(4097, 4097)),
                ("image: empty", b""), ("image: not an image", b"hello")]  # fmt: skip
     for _ in range(count):
-        flipped = bytearray(good)
-        for _ in range(rng.randint(1, 6)):
-            flipped[rng.randrange(len(flipped))] = rng.randrange(256)
-        mutants.append(("image: byte flips", bytes(flipped)))
+        mutants.append(("image: byte flips", flip_bytes(rng, good, 6)))
         mutants.append(("image: truncations", good[: rng.randrange(len(good))]))
     return mutants
 
@@ -177,9 +179,7 @@ def idx_mutants(rng: random.Random, count: int) -> list[tuple[str, bytes]]:
                ("idx: not gzip", b"\x1f\x8b" + bytes(30))]  # fmt: skip
     packed = gzip.compress(good)
     for _ in range(count):
-        flipped = bytearray(good)
-        flipped[rng.randrange(len(flipped))] = rng.randrange(256)
-        mutants.append(("idx: byte flips", gzip.compress(bytes(flipped))))
+        mutants.append(("idx: byte flips", gzip.compress(flip_bytes(rng, good, 1))))
         mutants.append(("idx: truncations", packed[: rng.randrange(len(packed))]))
     return mutants
 
