@@ -95,3 +95,30 @@ def test_cli_refuses_a_model_for_other_images_in_one_line(tmp_path, capsys):
     assert main(["evaluate", str(path), "--limit", "10"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "takes images of shape (3, 12, 12)" in err
+
+
+def test_the_small_mutants_in_this_process(tmp_path):
+    """The mutants that claim no large sizes, through the same readers in this process
+    (so coverage sees the refusals); the capped run above covers the large claims."""
+    import random
+
+    from xpnet import models
+    from xpnet.checkpoint import CheckpointError, save_checkpoint
+
+    from . import hostile_worker as worker
+
+    rng = random.Random(1)
+    good = save_checkpoint(tmp_path / "good.npz", models.build("mnist_cnn", seed=1),
+                           input_shape=worker.SHAPE).read_bytes()  # fmt: skip
+    small = {"byte flips", "truncations", "layer metadata", "top-level metadata",
+             "weights of another dtype or shape", "deep nesting", "pickled object arrays",
+             "spec that cannot run", "members claiming more than the file"}  # fmt: skip
+    outcomes = []
+    for index, (kind, data) in enumerate(worker.checkpoint_mutants(rng, good, 15)):
+        if kind in small:
+            path = tmp_path / f"m{index}.npz"
+            path.write_bytes(data)
+            run = lambda p=path: worker.run_model(p)  # noqa: E731
+            outcomes.append(worker.outcome(run, CheckpointError, path))
+    assert not [o for o in outcomes if o.startswith("ESCAPE")], outcomes
+    assert outcomes.count("refused") > 40
