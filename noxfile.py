@@ -8,7 +8,7 @@
   depend on the backend run once. ``XPNET_TEST_BACKENDS=torch nox -s tests``: one backend;
   ``nox -s tests -- -k conv``: pytest's own arguments (no coverage then).
 - ``nox -s quick``: the inner loop, the tests not marked ``slow`` on NumPy (and numpy-generic),
-  in the ``tests`` session's environment (about 1.5 minutes here).
+  in the ``tests`` session's environment (under a minute here).
 - ``nox -s lint``: ruff check, ruff format --check and mypy over ``src/xpnet``.
 - ``nox -s bench``: the benchmarks (not a default session).
 - ``nox -s peers``: xpnet against PyTorch, Keras, Chainer, DeZero and tinygrad, each in a

@@ -54,9 +54,24 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model`` (spec and weights), optimizer/scheduler state and ``state`` to ``path``.
 
-    ``state`` holds JSON-friendly training state (epoch, step, history, ...);
-    ``input_shape``, one image's shape without the batch axis (e.g. ``(1, 28, 28)``), is
-    recorded so that loading can check the model runs on it.
+    Parameters
+    ----------
+    path : str or Path
+        The ``.npz`` file to write (atomically; its folder is created).
+    model : Module
+        The net: its spec and its weights as NumPy arrays.
+    optimizer, scheduler : optional
+        Their state, for resuming.
+    state : dict, optional
+        JSON-friendly training state (epoch, step, history, ...).
+    input_shape : sequence of int, optional
+        One image's shape without the batch axis (e.g. ``(1, 28, 28)``), recorded so that
+        :func:`load_checkpoint` can check the model runs on it.
+
+    Returns
+    -------
+    Path
+        ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -325,8 +340,29 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Load a checkpoint written by :func:`save_checkpoint`, its model on ``backend``.
 
-    ``input_shape``: one image's shape to check the model runs on where the file records
-    none (files from before the record). Raises ``FileNotFoundError``, or
-    :class:`CheckpointError` (a ``ValueError``) naming the file and what is wrong with it.
+    The file is read as untrusted input (see the module's docstring): nothing is allocated
+    beyond what it holds, and a damaged or crafted file is one :class:`CheckpointError`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.npz`` file.
+    backend : str, optional
+        Where to build the model (default :func:`xpnet.get_backend`).
+    input_shape : sequence of int, optional
+        One image's shape to check the model runs on where the file records none (files
+        written before the record); the recorded one wins.
+
+    Returns
+    -------
+    Checkpoint
+        ``.model``, ``.state`` and ``.meta``; ``.restore_optimizer`` for resuming.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    CheckpointError
+        A ``ValueError`` naming the file and what is wrong with it.
     """
     return Checkpoint(path, backend=backend, input_shape=input_shape)

@@ -26,6 +26,7 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write the checkpoint as an ONNX file; the exit code."""
     from ..onnx import ExportError, export
 
     try:

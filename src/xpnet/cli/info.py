@@ -16,6 +16,7 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the backends usable here, their devices and versions; the exit code."""
     print(f"xpnet {__version__}, Python {platform.python_version()} on {platform.machine()}")
     for name, text in device_info().items():
         print(f"  {name:<17} {text}")

@@ -64,6 +64,7 @@ def load_image(path: Path, normalize: tuple[float, float]) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the digit and its probability for each image; the exit code."""
     ckpt = open_checkpoint(args)
     normalize = tuple(ckpt.state.get("normalize", [MNIST_MEAN, MNIST_STD]))
     images = np.stack([load_image(p, normalize) for p in args.images])

@@ -20,5 +20,6 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the model's layer table; the exit code."""
     print(models.build(args.model, backend="numpy").summary(models.MNIST_SHAPE))
     return 0

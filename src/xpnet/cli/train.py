@@ -145,6 +145,7 @@ def _communicator(args: argparse.Namespace, backend: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train, write the checkpoint and the report, print the test accuracy; the exit code."""
     backend, device = placement(args)
     comm = _communicator(args, backend)
     out: Path = args.out
