@@ -86,13 +86,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: per-layer times, MNIST training, the NumPy step profile and the device
-    operations per step (``-- --quick``: a smoke run)."""
+    """Benchmarks: per-layer times, MNIST training, the NumPy step profile, the device
+    operations per step and the shape matrix (``-- --quick``: a smoke run)."""
     requirements = [".[plot]", TORCH, "threadpoolctl"]
     if shutil.which("nvidia-smi") is not None:
         requirements.append(CUPY)
     session.install(*requirements)
-    for script in ("ops.py", "mnist.py", "profile_step.py", "launches.py"):
+    for script in ("ops.py", "mnist.py", "profile_step.py", "launches.py", "shapes.py"):
         session.run("python", f"benchmarks/{script}", *session.posargs)
 
 

@@ -19,7 +19,14 @@ import pytest
 from . import background
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-QUICK_SCRIPTS = ["ops.py", "mnist.py", "profile_step.py", "launches.py", "inference.py"]
+QUICK_SCRIPTS = [
+    "ops.py",
+    "mnist.py",
+    "profile_step.py",
+    "launches.py",
+    "inference.py",
+    "shapes.py",
+]
 
 
 def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -76,7 +83,8 @@ def test_benchmark_script_quick(script, request):
     data = json.loads(files[0].read_text())
     assert {"cpu", "cpu_count", "versions", "date"} <= set(data["machine"])
     sections = {"ops.py": "ops", "mnist.py": "mnist", "profile_step.py": "profile",
-                "launches.py": "launches", "inference.py": "inference"}  # fmt: skip
+                "launches.py": "launches", "inference.py": "inference",
+                "shapes.py": "shapes"}  # fmt: skip
     section = data[sections[script]]
     assert section["quick"] is True
     if script == "launches.py":
@@ -91,6 +99,11 @@ def test_benchmark_script_quick(script, request):
             for impl in ("xpnet-numpy", "xpnet-numpy-generic", "torch-cpu"):
                 assert case["times"][impl]["median_s"] > 0
             assert case["ratios"]["xpnet-numpy / torch-cpu"] > 0
+    elif script == "shapes.py":
+        assert len(section["results"]) == 2 and section["summary"]["cells"] == 2
+        for cell in section["results"]:
+            assert cell["xpnet_ms"] > 0 and cell["torch_ms"] > 0 and cell["ratio"] > 0
+        assert list(tmp_path.glob("*-shapes.png"))
     elif script == "mnist.py":
         assert section["results"]["xpnet-numpy"]["epoch_s"]
         assert section["results"]["xpnet-numpy-generic"]["step_b128"]["median_s"] > 0
