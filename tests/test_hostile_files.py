@@ -122,3 +122,26 @@ def test_the_small_mutants_in_this_process(tmp_path):
             outcomes.append(worker.outcome(run, CheckpointError, path))
     assert not [o for o in outcomes if o.startswith("ESCAPE")], outcomes
     assert outcomes.count("refused") > 40
+
+
+def test_resuming_from_damaged_optimizer_state_is_one_line(tmp_path):
+    import numpy as np
+
+    from xpnet import models, optim
+    from xpnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    model = models.build("seed_cnn", seed=0)
+    adam = optim.make_optimizer("adam", model.parameters(), 1e-3)
+    path = save_checkpoint(tmp_path / "run.npz", model, optimizer=adam, input_shape=(1, 28, 28))
+    with np.load(path) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    for damaged, message in [({}, r"optimizer was None; got Adam"),
+                             ({"type": "Adam"}, r"its optimizer state does not fit")]:  # fmt: skip
+        meta["optimizer"] = damaged
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        np.savez(tmp_path / "damaged.npz", **arrays)
+        checkpoint = load_checkpoint(tmp_path / "damaged.npz")
+        fresh = optim.make_optimizer("adam", checkpoint.model.parameters(), 1e-3)
+        with pytest.raises(CheckpointError, match=message):
+            checkpoint.restore_optimizer(fresh)

@@ -28,8 +28,11 @@ from typing import Any
 import numpy as np
 
 from ._archive import ArchiveError, read_arrays
+from ._backend import asarray, backend_of
 from ._validation import pair
+from .kernels import use_fast_paths
 from .nn import Module, from_spec
+from .nn.module import check_state_fits
 
 FORMAT_VERSION = 1
 MAX_DEPTH = 64
@@ -143,7 +146,7 @@ class Checkpoint:
             raise CheckpointError(f"{self.path}: holds no optimizer state")
         if saved.get("type") != type(optimizer).__name__:
             raise CheckpointError(
-                f"{self.path}: optimizer was {saved['type']}; got {type(optimizer).__name__}"
+                f"{self.path}: optimizer was {saved.get('type')}; got {type(optimizer).__name__}"
             )
         try:
             optimizer.load_state_dict(
@@ -242,19 +245,13 @@ def _check_weights(path: Path, architecture: Any, weights: Mapping[str, np.ndarr
         raise CheckpointError(f"{path}: its architecture is invalid ({reason})") from None
     if expected is None:  # a layer of the user's own without state_shapes: built as it says
         return
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    if missing or unexpected:
+    try:
+        check_state_fits(expected, weights)
+    except (KeyError, ValueError) as exc:
+        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise CheckpointError(
-            f"{path}: its weights do not fit the architecture it records (missing "
-            f"{missing[:5]}, unexpected {unexpected[:5]})"
-        )
-    for name, shape in expected.items():
-        if tuple(weights[name].shape) != shape:
-            raise CheckpointError(
-                f"{path}: its weights do not fit the architecture it records ({name} must "
-                f"have shape {shape}; the file holds {tuple(weights[name].shape)})"
-            )
+            f"{path}: its weights do not fit the architecture it records ({reason})"
+        ) from None
 
 
 def _state_shapes(spec: Any, prefix: str, depth: int) -> dict[str, tuple[int, ...]] | None:
@@ -312,9 +309,6 @@ def _holds_a_layer(value: Any) -> bool:
 def _check_runs(path: Path, model: Module, input_shape: Any) -> None:
     """One image of ``input_shape`` runs through ``model`` (eval mode, the generic code,
     no weights changed); a model that cannot is refused now rather than mid-run."""
-    from . import _backend
-    from .kernels import use_fast_paths
-
     try:
         shape = _input_shape(input_shape)
     except ValueError as exc:
@@ -323,8 +317,8 @@ def _check_runs(path: Path, model: Module, input_shape: Any) -> None:
     was_training = model.training
     try:
         like = params[0].data if params else None
-        backend = None if like is None else _backend.backend_of(like)
-        image = _backend.asarray(np.zeros((1, *shape), dtype=np.float32), backend=backend)
+        backend = None if like is None else backend_of(like)
+        image = asarray(np.zeros((1, *shape), dtype=np.float32), backend=backend)
         with use_fast_paths(False):
             model.eval()(image)
     except (ValueError, TypeError, IndexError, RuntimeError) as exc:

@@ -201,15 +201,7 @@ class Module:
         shape mismatch; nothing is changed unless every entry fits.
         """
         params = self._state_entries()
-        missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
-        if missing or unexpected:
-            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        for name, param in params.items():
-            if tuple(state[name].shape) != param.shape:
-                raise ValueError(
-                    f"load_state_dict: {name} must have shape {param.shape}; "
-                    f"got {tuple(state[name].shape)}"
-                )
+        check_state_fits({name: p.shape for name, p in params.items()}, state, "load_state_dict")
         for name, param in params.items():
             param.data = asarray(
                 to_numpy(state[name]),
@@ -263,6 +255,33 @@ class Module:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def check_state_fits(
+    shapes: Mapping[str, tuple[int, ...]], state: Mapping[str, Any], func: str | None = None
+) -> None:
+    """``state`` holds exactly the entries named in ``shapes``, each of that shape.
+
+    Raises ``KeyError`` naming the missing and unexpected keys (the first ten of each, and
+    how many more), else ``ValueError`` naming the first entry of another shape; both
+    messages start with ``func:`` where ``func`` is given. Used by
+    :meth:`Module.load_state_dict` and, before any model is built, by checkpoint loading.
+    """
+    prefix = f"{func}: " if func else ""
+    missing, unexpected = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
+    if missing or unexpected:
+        raise KeyError(
+            f"{prefix}missing keys {_first_ten(missing)}, unexpected keys {_first_ten(unexpected)}"
+        )
+    for name, shape in shapes.items():
+        if tuple(state[name].shape) != tuple(shape):
+            raise ValueError(
+                f"{prefix}{name} must have shape {tuple(shape)}; got {tuple(state[name].shape)}"
+            )
+
+
+def _first_ten(names: list[str]) -> str:
+    return f"{names[:10]}" + (f" and {len(names) - 10} more" if len(names) > 10 else "")
 
 
 def from_spec(spec: Mapping[str, Any], *, backend: str | None = None) -> Module:
