@@ -26,9 +26,13 @@ def add_parser(commands: Any) -> None:
     pr.add_argument("--device", help=DEVICE_HELP)
 
 
-MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_IMAGE_SIDE = 4096
+MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE
 """The largest image ``xpnet predict`` decodes (16.7 million pixels): a few hundred KB of
 PNG can claim 20000 x 20000 pixels (1.6 GB decoded); larger ones are refused unread."""
+_LIMIT = (
+    f"xpnet predict reads at most {MAX_IMAGE_PIXELS:,} pixels ({MAX_IMAGE_SIDE} x {MAX_IMAGE_SIDE})"
+)
 
 
 def load_image(path: Path, normalize: tuple[float, float]) -> np.ndarray:
@@ -42,18 +46,12 @@ def load_image(path: Path, normalize: tuple[float, float]) -> np.ndarray:
             with Image.open(path) as image:  # reads the header only
                 width, height = image.size
                 if width * height > MAX_IMAGE_PIXELS:
-                    raise CLIError(
-                        f"{path}: image of {width} x {height} pixels; xpnet predict reads "
-                        f"at most {MAX_IMAGE_PIXELS:,} pixels (4096 x 4096)"
-                    )
+                    raise CLIError(f"{path}: image of {width} x {height} pixels; {_LIMIT}")
                 gray = image.convert("L").resize((28, 28), Image.Resampling.LANCZOS)
     except CLIError:
         raise
     except Image.DecompressionBombError as exc:  # over twice PIL's own limit
-        raise CLIError(
-            f"{path}: {exc.args[0].split(',')[0]}; xpnet predict reads at most "
-            f"{MAX_IMAGE_PIXELS:,} pixels (4096 x 4096)"
-        ) from None
+        raise CLIError(f"{path}: {exc.args[0].split(',')[0]}; {_LIMIT}") from None
     except Exception as exc:  # PIL's decoders raise many types on a damaged file
         raise CLIError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
     pixels = np.asarray(gray, dtype=np.float32) / 255.0
