@@ -15,6 +15,10 @@ import os
 # scikit-learn's array-API dispatch (tests/test_sklearn.py) needs SciPy's array-API mode,
 # which SciPy reads once, at its import.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
+# JAX makes float32 arrays of float64 input unless 64-bit mode is on (read at its import);
+# the references compare in float64. Users' runs (and the CLI's subprocess tests, which
+# drop this) keep JAX's float32 default.
+os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,6 +118,36 @@ def xp(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
         pytest.skip(f"backend {name} unavailable: {reason}")
     with use_fast_paths(request.param != GENERIC), _torch_default_device(request.param):
         yield xpnet.namespace(name)
+
+
+EXAMPLE_SHARE = {"jax": 0.25}
+"""The share of each Hypothesis test's examples a backend runs (default: all of them).
+Eager JAX compiles every operation anew for each new shape (2-3 s per random conv case
+here), and the generic code it runs is already checked with every example on
+numpy-generic; a quarter of them (at least 2) shows that JAX runs it the same."""
+
+
+@pytest.fixture(autouse=True)
+def _examples_per_backend(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Scale a Hypothesis test's ``max_examples`` by :data:`EXAMPLE_SHARE` for its backend.
+
+    Hypothesis reads the settings from the test function when it runs; they are put back
+    after the test."""
+    callspec = getattr(request.node, "callspec", None)
+    share = EXAMPLE_SHARE.get(callspec.params.get("xp") if callspec else None)
+    test = getattr(request.node, "function", None)
+    if share is None or not hasattr(getattr(test, "hypothesis", None), "inner_test"):
+        yield
+        return
+    from hypothesis import settings
+
+    attribute = "_hypothesis_internal_use_settings"  # where @settings puts them
+    full = getattr(test, attribute)  # AttributeError here: Hypothesis moved them; update
+    setattr(test, attribute, settings(full, max_examples=max(2, round(full.max_examples * share))))
+    try:
+        yield
+    finally:
+        setattr(test, attribute, full)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-BACKENDS: tuple[str, ...] = ("numpy", "array_api_strict", "torch", "cupy")
+BACKENDS: tuple[str, ...] = ("numpy", "array_api_strict", "torch", "cupy", "jax")
 """Every backend name xpnet knows, in the order they are listed to users."""
 
 _current_backend: str | None = None
@@ -115,6 +115,8 @@ def namespace(name: str | None = None) -> ModuleType:
     name = check_backend_name(get_backend() if name is None else name)
     if name == "array_api_strict":
         return importlib.import_module("array_api_strict")
+    if name == "jax":  # jax.numpy is itself an array-API namespace (array-api-compat has none)
+        return importlib.import_module("jax.numpy")
     return importlib.import_module(f"array_api_compat.{name}")
 
 
@@ -131,6 +133,8 @@ def backend_of(x: Any) -> str:
         return "torch"
     if array_api_compat.is_cupy_array(x):
         return "cupy"
+    if array_api_compat.is_jax_array(x):
+        return "jax"
     if array_api_compat.is_array_api_strict_namespace(array_api_compat.array_namespace(x)):
         return "array_api_strict"
     return type(x).__module__.split(".")[0]
@@ -236,6 +240,8 @@ def device_info() -> dict[str, str]:
         elif name == "torch":
             cuda = module.cuda.is_available()
             text += f" (cuda: {module.cuda.get_device_name(0) if cuda else 'none'})"
+        elif name == "jax":
+            text += f" on {', '.join(str(d) for d in module.devices())}"
         else:
             text += " on cpu"
         info[name] = text

@@ -19,6 +19,7 @@ once from its inputs.
 
 from __future__ import annotations
 
+import array_api_extra as xpx
 from array_api_compat import device
 
 from .._backend import take_nonnegative
@@ -27,14 +28,17 @@ from ._cache import arange_like, cached
 
 
 def pad2d(x: Array, padding: IntPair, value: float = 0.0, *, xp: Namespace) -> Array:
-    """Pad the last two axes of ``x`` by ``padding`` on both sides with ``value``."""
+    """Pad the last two axes of ``x`` by ``padding`` on both sides with ``value``.
+
+    The copy into the middle goes through array-api-extra's ``at``: in place where the
+    library allows it (NumPy, CuPy, torch), a new array where arrays are immutable (JAX).
+    """
     ph, pw = padding
     if ph == 0 and pw == 0:
         return x
     *lead, h, w = x.shape
     out = xp.full((*lead, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype, device=device(x))
-    out[..., ph : ph + h, pw : pw + w] = x
-    return out
+    return xpx.at(out, (..., slice(ph, ph + h), slice(pw, pw + w))).set(x, xp=xp)
 
 
 def crop2d(x: Array, padding: IntPair) -> Array:
