@@ -37,7 +37,8 @@ def test_set_and_get_backend(monkeypatch, xp, backend):
 
 def test_unknown_or_unusable_backend(monkeypatch):
     with pytest.raises(
-        ValueError, match=r"backend must be one of numpy, array_api_strict, torch, cupy, jax; got .mxnet."
+        ValueError,
+        match=r"backend must be one of numpy, array_api_strict, torch, cupy, jax; got .mxnet.",
     ):
         xpnet.set_backend("mxnet")
     monkeypatch.setattr(

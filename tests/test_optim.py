@@ -216,9 +216,7 @@ def test_flat_parameters_are_views_and_repacked_when_replaced(xp):
 def test_every_parameter_and_state_changes_each_step(xp, rng, make):
     """On every backend, immutable arrays (JAX) included: each step writes every
     parameter and every state entry, and they stay on the parameters' backend."""
-    params = [
-        Parameter(on(xp, rng.standard_normal(shape), "float32")) for shape in [(3, 2), (4,)]
-    ]
+    params = [Parameter(on(xp, rng.standard_normal(shape), "float32")) for shape in [(3, 2), (4,)]]
     opt = make(params)
     for _ in range(2):
         before = [as_np(p.data).copy() for p in params]
@@ -230,7 +228,9 @@ def test_every_parameter_and_state_changes_each_step(xp, rng, make):
             assert xpnet.backend_of(p.data) == xpnet.backend_of(p.grad)
             assert np.all(as_np(p.data) != old)
         for entry, old_entry in zip(opt.state, states):
-            assert entry and all(xpnet.backend_of(v) == xpnet.backend_of(p.grad) for v in entry.values())
+            assert entry and all(
+                xpnet.backend_of(v) == xpnet.backend_of(p.grad) for v in entry.values()
+            )
             for key, value in old_entry.items():
                 assert np.all(as_np(entry[key]) != value), key
 
