@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
 
 from .._typing import Array
 from .._validation import finite_number
@@ -54,12 +54,28 @@ class Adam(Optimizer):
             raise ValueError(f"{name}: betas must be two numbers in [0, 1); got {betas!r}")
         self.betas = (float(betas[0]), float(betas[1]))
 
-    def _update(self, param: Parameter, grad: Array, state: dict[str, Any]) -> None:
+    def step_scalars(self) -> dict[str, Any]:
+        beta1, beta2 = self.betas
+        t = self.step_count
+        return {
+            "decay": 1.0 - self.lr * self.weight_decay,  # AdamW's
+            "step_size": self.lr / (1.0 - beta1**t),
+            "bias2_sqrt": math.sqrt(1.0 - beta2**t),
+        }
+
+    def initial_state(self, param: Parameter) -> dict[str, Array]:
+        xp = array_namespace(param.data)
+        shape, dtype, dev = param.data.shape, param.data.dtype, device(param.data)
+        return {key: xp.zeros(shape, dtype=dtype, device=dev) for key in ("exp_avg", "exp_avg_sq")}
+
+    def _update(
+        self, param: Parameter, grad: Array, state: dict[str, Any], scalars: dict[str, Any]
+    ) -> None:
         xp = array_namespace(param.data)
         beta1, beta2 = self.betas
         data = param.data
         if self.weight_decay and self.decoupled:
-            data = data * (1.0 - self.lr * self.weight_decay)
+            data = data * scalars["decay"]
         elif self.weight_decay:
             grad = grad + self.weight_decay * data
         m = state.get("exp_avg")
@@ -67,18 +83,18 @@ class Adam(Optimizer):
         m = (1.0 - beta1) * grad if m is None else m + (1.0 - beta1) * (grad - m)
         v = (1.0 - beta2) * grad * grad if v is None else beta2 * v + (1.0 - beta2) * grad * grad
         state["exp_avg"], state["exp_avg_sq"] = m, v
-        t = self.step_count
-        step_size = self.lr / (1.0 - beta1**t)
-        denom = xp.sqrt(v) / math.sqrt(1.0 - beta2**t) + self.eps
-        param.data = data - step_size * (m / denom)
+        denom = xp.sqrt(v) / scalars["bias2_sqrt"] + self.eps
+        param.data = data - scalars["step_size"] * (m / denom)
 
-    def _update_flat(self, flat: FlatParameters, grad: Array, state: FlatState) -> None:
+    def _update_flat(
+        self, flat: FlatParameters, grad: Array, state: FlatState, scalars: dict[str, Any]
+    ) -> None:
         # _update's arithmetic, in the same order, on flat buffers updated in place
         xp = flat.xp
         beta1, beta2 = self.betas
         data = flat.data
         if self.weight_decay and self.decoupled:
-            data *= 1.0 - self.lr * self.weight_decay
+            data *= scalars["decay"]
         elif self.weight_decay:
             grad = grad + self.weight_decay * data
         m, v = state.get("exp_avg"), state.get("exp_avg_sq")
@@ -90,10 +106,8 @@ class Adam(Optimizer):
             m += (1.0 - beta1) * (grad - m)
             v *= beta2
             v += (1.0 - beta2) * grad * grad
-        t = self.step_count
-        step_size = self.lr / (1.0 - beta1**t)
-        denom = xp.sqrt(v) / math.sqrt(1.0 - beta2**t) + self.eps
-        data -= step_size * (m / denom)
+        denom = xp.sqrt(v) / scalars["bias2_sqrt"] + self.eps
+        data -= scalars["step_size"] * (m / denom)
 
 
 class AdamW(Adam):

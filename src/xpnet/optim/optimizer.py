@@ -71,25 +71,48 @@ class Optimizer:
         e.g. after a data-parallel reduction) to use instead of the parameters' ``.grad``.
         """
         self.step_count += 1
+        scalars = self.step_scalars()
         flat = self.flat_parameters()
         if flat is not None:
             grad = flat.gradient() if flat_grad is None else flat_grad
             if grad is not None:
                 assert self._flat_state is not None
-                self._update_flat(flat, grad, self._flat_state)
+                self._update_flat(flat, grad, self._flat_state, scalars)
                 return
         if flat_grad is not None:
             raise ValueError(f"{type(self).__name__}.step: flat_grad needs the flat path")
+        self.update_each(scalars)
+
+    def update_each(self, scalars: dict[str, Any]) -> None:
+        """Update every parameter that has a gradient, one at a time, with this step's
+        ``scalars`` (:meth:`step_scalars`); a compiled step calls it with traced ones."""
         for param, state in zip(self.params, self.state):
             if param.grad is not None:
-                self._update(param, param.grad, state)
+                self._update(param, param.grad, state, scalars)
 
-    def _update_flat(self, flat: FlatParameters, grad: Array, state: FlatState) -> None:
+    def step_scalars(self) -> dict[str, Any]:
+        """The numbers this step's update uses that change from step to step (the
+        learning rate, bias corrections), computed on the host as Python floats for step
+        ``step_count``. A compiled step passes them in as arguments, so one trace serves
+        every step; the other hyperparameters are constants of the trace."""
+        return {"lr": self.lr}
+
+    def initial_state(self, param: Parameter) -> dict[str, Array]:
+        """The state a parameter starts from, as arrays, where the first step's update
+        equals the update from that state (zeros, for SGD's momentum and Adam's moments):
+        a compiled step starts from it, so its first step traces like every other."""
+        return {}
+
+    def _update_flat(
+        self, flat: FlatParameters, grad: Array, state: FlatState, scalars: dict[str, Any]
+    ) -> None:
         """Update every parameter at once: ``flat.data`` in place, from the flat gradient
         ``grad`` and the flat ``state`` (the same formulas as :meth:`_update`)."""
         raise NotImplementedError
 
-    def _update(self, param: Parameter, grad: Array, state: dict[str, Any]) -> None:
+    def _update(
+        self, param: Parameter, grad: Array, state: dict[str, Any], scalars: dict[str, Any]
+    ) -> None:
         """Update ``param.data`` from its gradient ``grad`` and its ``state``."""
         raise NotImplementedError
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from array_api_compat import array_namespace, device
+
 from .._typing import Array
 from .._validation import finite_number
 from ..nn.module import Parameter
@@ -44,7 +46,16 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov=True needs momentum > 0; got momentum=0")
         self.nesterov = nesterov
 
-    def _update(self, param: Parameter, grad: Array, state: dict[str, Any]) -> None:
+    def initial_state(self, param: Parameter) -> dict[str, Array]:
+        if not self.momentum:
+            return {}
+        xp = array_namespace(param.data)
+        zeros = xp.zeros(param.data.shape, dtype=param.data.dtype, device=device(param.data))
+        return {"momentum_buffer": zeros}
+
+    def _update(
+        self, param: Parameter, grad: Array, state: dict[str, Any], scalars: dict[str, Any]
+    ) -> None:
         if self.weight_decay:
             grad = grad + self.weight_decay * param.data
         if self.momentum:
@@ -52,9 +63,11 @@ class SGD(Optimizer):
             buf = grad + 0.0 if buf is None else self.momentum * buf + grad
             state["momentum_buffer"] = buf
             grad = grad + self.momentum * buf if self.nesterov else buf
-        param.data = param.data - self.lr * grad
+        param.data = param.data - scalars["lr"] * grad
 
-    def _update_flat(self, flat: FlatParameters, grad: Array, state: FlatState) -> None:
+    def _update_flat(
+        self, flat: FlatParameters, grad: Array, state: FlatState, scalars: dict[str, Any]
+    ) -> None:
         # _update's arithmetic, in the same order, on flat buffers updated in place
         data = flat.data
         if self.weight_decay:
@@ -68,4 +81,4 @@ class SGD(Optimizer):
                 buf *= self.momentum
                 buf += grad
             grad = grad + self.momentum * buf if self.nesterov else buf
-        data -= self.lr * grad
+        data -= scalars["lr"] * grad
