@@ -8,13 +8,15 @@ uses only the array API standard. This module holds what cannot be written that 
 - the namespace object for a backend name, and moving arrays between backends;
 - random numbers drawn on the array's own device (used by ``Dropout``);
 - which backend a set of arrays belongs to, for the kernel registry (:func:`plain_backend`;
-  the kernels themselves live in ``xpnet/kernels/``).
+  the kernels themselves live in ``xpnet/kernels/``);
+- JAX's tracing: constants kept across calls built eagerly (:func:`constants_eagerly`).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -156,6 +158,25 @@ def take_nonnegative(xp: Any, x: Any, index: Any, *, axis: int) -> Any:
     return xp.take(x, index, axis=axis)
 
 
+def constants_eagerly(xp: Any) -> AbstractContextManager[Any]:
+    """A context in which arrays built from constants stay concrete: JAX's
+    ``ensure_compile_time_eval`` for ``jax.numpy`` (inside ``jax.jit`` they would be traced
+    values, which must not outlive the trace), nothing for other namespaces. Used by the
+    cache of constant index arrays (``xpnet.functional._cache``)."""
+    if getattr(xp, "__name__", "") == "jax.numpy":
+        import jax
+
+        return jax.ensure_compile_time_eval()
+    return nullcontext()
+
+
+def index_dtype(xp: Any) -> Any:
+    """The namespace's default integer dtype for indices (``default_dtypes()["indexing"]``):
+    int64, but int32 in JAX's default 32-bit mode, where asking for int64 would warn and
+    give int32 anyway."""
+    return xp.__array_namespace_info__().default_dtypes()["indexing"]
+
+
 def plain_backend(*arrays: Any) -> str | None:
     """The backend of ``arrays`` if they are plain arrays of one backend, else ``None``.
 
@@ -257,17 +278,24 @@ class DeviceRandom:
     """Uniform random numbers drawn on the device of a given array.
 
     NumPy and array_api_strict draw from a seeded NumPy generator, CuPy from a seeded
-    ``cupy.random.Generator`` on the GPU and torch from a seeded ``torch.Generator`` on the
-    tensor's device, so no random mask ever travels from the host per step.
+    ``cupy.random.Generator`` on the GPU, torch from a seeded ``torch.Generator`` on the
+    tensor's device and JAX from a seeded ``jax.random`` key (:attr:`jax_key`), so no
+    random mask ever travels from the host per step.
     """
 
     def __init__(self, seed: int | None = None) -> None:
         self.seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
         self._generators: dict[tuple[str, str], Any] = {}
 
+    jax_key: Any = None
+    """JAX's generator state: a ``jax.random`` key, split at each draw. A compiled step
+    (:mod:`xpnet.compiled`) passes it in and takes the next one out."""
+
     def uniform(self, shape: tuple[int, ...], like: Any) -> Any:
         """Uniform [0, 1) numbers of ``shape`` with the dtype and device of ``like``."""
         name = backend_of(like)
+        if name == "jax":  # before the device: a traced array has none to ask
+            return self._jax_uniform(shape, like)
         key = (name, str(array_api_compat.device(like)))
         gen = self._generators.get(key)
         if name == "cupy":
@@ -288,3 +316,13 @@ class DeviceRandom:
         xp = array_api_compat.array_namespace(like)
         values = gen.random(shape, dtype=np.float32 if "32" in str(like.dtype) else np.float64)
         return xp.asarray(values, device=array_api_compat.device(like))
+
+    def _jax_uniform(self, shape: tuple[int, ...], like: Any) -> Any:
+        """JAX: from ``jax.random`` with the key :attr:`jax_key` (seeded on first use),
+        so that the same draws happen eagerly and inside ``jax.jit``."""
+        import jax
+
+        if self.jax_key is None:
+            self.jax_key = jax.random.key(self.seed)
+        self.jax_key, draw = jax.random.split(self.jax_key)
+        return jax.random.uniform(draw, shape, dtype=like.dtype)

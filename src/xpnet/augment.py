@@ -12,7 +12,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from ._backend import DeviceRandom
+from ._backend import DeviceRandom, index_dtype
 from ._typing import Array
 from ._validation import check_floating, check_ndim
 from .functional._windows import pad2d
@@ -50,7 +50,7 @@ class RandomShift:
         n = images.shape[0]
         draws = self._random.uniform((2, n), like=images)
         span = 2 * self.max_shift + 1
-        values = xp.astype(xp.floor(draws * span), xp.int64)
+        values = xp.astype(xp.floor(draws * span), index_dtype(xp))
         values = xp.clip(values, 0, span - 1)  # a draw of 1 - ulp rounding up in float32
         return values[0, ...], values[1, ...]
 
@@ -65,12 +65,12 @@ class RandomShift:
         padded = pad2d(images, (s, s), xp=xp)
         hp, wp = h + 2 * s, w + 2 * s
         top, left = self.offsets(images)
-        dev = device(images)
+        dev, integer = device(images), index_dtype(xp)
         # index of output pixel (n, c, i, j) in the flattened padded batch:
         # ((n*C + c)*Hp + i + top[n])*Wp + j + left[n]
-        planes = xp.reshape(xp.arange(n * c, dtype=xp.int64, device=dev), (n, c, 1, 1)) * (hp * wp)
-        rows = xp.arange(h, dtype=xp.int64, device=dev)[None, :] + top[:, None]
-        cols = xp.arange(w, dtype=xp.int64, device=dev)[None, :] + left[:, None]
+        planes = xp.reshape(xp.arange(n * c, dtype=integer, device=dev), (n, c, 1, 1)) * (hp * wp)
+        rows = xp.arange(h, dtype=integer, device=dev)[None, :] + top[:, None]
+        cols = xp.arange(w, dtype=integer, device=dev)[None, :] + left[:, None]
         index = planes + xp.reshape(rows, (n, 1, h, 1)) * wp + xp.reshape(cols, (n, 1, 1, w))
         flat = xp.take(xp.reshape(padded, (-1,)), xp.reshape(index, (-1,)), axis=0)
         return xp.reshape(flat, (n, c, h, w))

@@ -15,7 +15,7 @@ import array_api_compat.numpy as np_namespace
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from ._backend import asarray, backend_of, to_numpy
+from ._backend import asarray, backend_of, index_dtype, to_numpy
 from ._typing import Array, Namespace
 from .functional import softmax
 from .functional.softmax import check_labels
@@ -74,13 +74,13 @@ def evaluate(model: Module, x: Any, y: Any, *, batch_size: int = 1000) -> dict[s
     check_dataset(x, y, "evaluate", n_classes_of(model))
     _, _, xp = model_place(model)
     (labels,) = to_model_device(model, y)
-    labels = xp.astype(labels, xp.int64)
+    labels = xp.astype(labels, index_dtype(xp))
     crit = CrossEntropyLoss(check_range=False)
     loss_sum, correct = 0.0, 0
     for start, logits in _batched_logits(model, x, batch_size):
         yb = labels[start : start + logits.shape[0]]
         loss_sum = loss_sum + crit(logits, yb) * logits.shape[0]
-        correct = correct + xp.sum(xp.astype(xp.argmax(logits, axis=1) == yb, xp.int64))
+        correct = correct + xp.sum(xp.astype(xp.argmax(logits, axis=1) == yb, index_dtype(xp)))
     n = int(labels.shape[0])
     return {"loss": float(loss_sum) / n, "accuracy": int(correct) / n}
 

@@ -31,9 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import take_nonnegative, to_numpy
+from ._backend import index_dtype, take_nonnegative, to_numpy
 from ._typing import Array
 from .checkpoint import load_checkpoint, save_checkpoint
+from .compiled import CompiledStep, check_compilable
 from .functional.softmax import one_hot_rows
 from .inference import (  # evaluate, probabilities, predict: re-exported, xpnet.train's before
     check_dataset,
@@ -162,7 +163,7 @@ class _Run:
         self.settings = settings
         _, self.device, self.xp = model_place(model)
         self.x, y = to_model_device(model, *train)
-        self.y = self.xp.astype(y, self.xp.int64)
+        self.y = self.xp.astype(y, index_dtype(self.xp))
         self.n = int(self.x.shape[0])
         self.steps_per_epoch = math.ceil(self.n / settings["batch_size"])
         self.history = History()
@@ -183,6 +184,7 @@ class _Run:
             from .distributed.data_parallel import DataParallel
 
             self.parallel = DataParallel(comm, settings["batch_size"])
+        self.compiled = CompiledStep(model, loss, optimizer) if settings["compile"] else None
 
     @property
     def root(self) -> bool:
@@ -251,6 +253,19 @@ class _Run:
         yb = take_nonnegative(xp, self.targets, index, axis=0)  # labels or one-hot rows
         if self.settings["augment"] is not None:
             xb = self.settings["augment"](xb)
+        if self.compiled is not None:
+            logits, batch_loss = self.compiled(xb, yb)
+        else:
+            logits, batch_loss = self._eager_step(xb, yb, n_global)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        totals.seen += n_global
+        self.window.append(_Pending(global_step, batch_loss, logits, yb, n_global))
+
+    def _eager_step(self, xb: Array, yb: Array, n_global: int) -> tuple[Array, Array | None]:
+        """Forward, backward and update, one operation after another; the logits and the
+        batch loss (``None`` for a lazy loss: computed at the read-back)."""
+        parallel = self.parallel
         logits = self.model(xb)
         if self.lazy_loss:  # the gradient only; the value later, from the logits
             batch_loss, grad = None, self.loss.gradient(logits, yb)
@@ -265,10 +280,7 @@ class _Run:
             self.model.backward(grad if scale == 1.0 else grad * scale, input_grad=False)
             self.optimizer.step(flat_grad=parallel.reduce_gradients(self.optimizer))
             parallel.broadcast_running_statistics(self.model)  # rank 0's, on every rank
-        if self.scheduler is not None:
-            self.scheduler.step()
-        totals.seen += n_global
-        self.window.append(_Pending(global_step, batch_loss, logits, yb, n_global))
+        return logits, batch_loss
 
     def epoch(self, epoch: int, interrupted: Callable[[], bool]) -> tuple[_Totals, int | None]:
         """Run the steps of ``epoch``; return the totals and, if Ctrl-C stopped it, the
@@ -388,6 +400,7 @@ def fit(
     checkpoint_meta: dict[str, Any] | None = None,
     augment: Callable[[Array], Array] | None = None,
     distributed: Any = None,
+    compile: bool = False,
 ) -> History:
     """Train ``model`` on ``train = (images, labels)`` for ``epochs`` epochs.
 
@@ -425,6 +438,11 @@ def fit(
         the global batch, split evenly; rank 0's weights are broadcast first; gradients
         are averaged with one allreduce a step; only rank 0 logs and writes the
         checkpoint. Every rank returns the same history.
+    compile : bool
+        Compile the whole step (forward, loss, backward, update) into one program, traced
+        once per batch shape (:mod:`xpnet.compiled`): ``jax.jit`` on the ``jax`` backend;
+        elsewhere :class:`~xpnet.compiled.CompileUnsupported` is raised. The results equal
+        the eager step's to float32 rounding.
 
     Returns
     -------
@@ -435,6 +453,8 @@ def fit(
             raise ValueError(f"fit: {name} must be an int >= 1; got {value!r}")
     if resume and checkpoint is None:
         raise ValueError("fit: resume=True needs a checkpoint path")
+    if compile:
+        check_compilable(model, distributed=distributed)
     n_classes = n_classes_of(model)
     check_dataset(*train, "train", n_classes)
     if val is not None:
@@ -451,6 +471,7 @@ def fit(
         "checkpoint_meta": checkpoint_meta or {},
         "augment": augment,
         "distributed": distributed,
+        "compile": compile,
     }
     run = _Run(model, loss, optimizer, scheduler, train, settings)
     if not run.root:

@@ -16,6 +16,7 @@ import numpy as np
 from .. import __version__, models, optim
 from .._backend import BACKENDS
 from ..augment import RandomShift
+from ..compiled import COMPILERS
 from ..datasets import MNIST_MEAN, MNIST_STD, train_val_split
 from ..inference import evaluate, predict
 from ..nn import CrossEntropyLoss
@@ -77,6 +78,11 @@ def add_parser(commands: Any) -> None:
         "--distributed",
         action="store_true",
         help="data-parallel over the processes of mpiexec -n K (pip install 'xpnet[mpi]')",
+    )
+    tr.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the whole training step into one program (--backend jax: jax.jit)",
     )
     tr.add_argument(
         "--sync-bn",
@@ -147,6 +153,13 @@ def _communicator(args: argparse.Namespace, backend: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Train, write the checkpoint and the report, print the test accuracy; the exit code."""
     backend, device = placement(args)
+    if args.compile and backend not in COMPILERS:
+        raise CLIError(
+            f"--compile needs --backend {' or '.join(COMPILERS)} ({', '.join(COMPILERS.values())}); "
+            f"{backend} runs one operation at a time"
+        )
+    if args.compile and args.distributed:
+        raise CLIError("--compile does not run with --distributed yet: drop one")
     comm = _communicator(args, backend)
     out: Path = args.out
     ckpt = out / "model.npz"
@@ -166,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         f"{0 if val_set is None else len(val_set[0])} held out for validation, {args.epochs} epochs, "
         f"batch {args.batch_size}, {args.optimizer} peak lr {peak_lr:.1e}, {args.schedule})"
         + ("" if comm is None else f" on {comm.size} ranks")
+        + (", compiled" if args.compile else "")
     )
     started = time.perf_counter()
     try:
@@ -185,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint_meta={"normalize": [MNIST_MEAN, MNIST_STD], "model_name": args.model},
             augment=RandomShift(2, seed=args.seed) if args.augment == "shift" else None,
             distributed=comm,
+            compile=args.compile,
         )
     except KeyboardInterrupt:
         print(f"interrupted: resume with: xpnet train --out {out} --resume (and the same options)")
@@ -259,6 +274,7 @@ def write_report(
         "model": args.model,
         "optimizer": args.optimizer,
         "augment": args.augment,
+        "compiled": args.compile,
         "batch_size": args.batch_size,
         "seed": args.seed,
         **sizes,

@@ -9,6 +9,7 @@ from typing import Any
 
 from array_api_compat import device
 
+from .._backend import constants_eagerly
 from .._typing import Array, Namespace
 
 _CACHE: dict[tuple[Any, ...], Array] = {}
@@ -19,13 +20,15 @@ def cached(
     key: tuple[Any, ...], build: Callable[[], Array], *, xp: Namespace, like: Array
 ) -> Array:
     """``build()``'s array, made once for ``key`` on ``like``'s namespace and device (the
-    cache is emptied when it holds ``_CACHE_SIZE`` arrays)."""
+    cache is emptied when it holds ``_CACHE_SIZE`` arrays). Built eagerly even inside a
+    ``jax.jit`` trace, so the kept array outlives it."""
     full_key = (xp.__name__, str(device(like)), *key)
     array = _CACHE.get(full_key)
     if array is None:
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.clear()
-        array = _CACHE[full_key] = build()
+        with constants_eagerly(xp):
+            array = _CACHE[full_key] = build()
     return array
 
 

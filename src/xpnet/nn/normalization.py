@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import functional as F
-from .._backend import asarray, get_backend
+from .._backend import asarray, get_backend, index_dtype, namespace
 from .._typing import Array
 from .._validation import finite_number, flag, positive_int
 from .module import Buffer, Module, Parameter
@@ -54,7 +54,8 @@ class _BatchNorm(Module):
         if track_running_stats:
             self.running_mean = Buffer(full(0.0))
             self.running_var = Buffer(full(1.0))
-            self.num_batches_tracked = Buffer(asarray(0, backend=backend, dtype="int64"))
+            integer = index_dtype(namespace(backend))  # int64; JAX's 32-bit mode: int32
+            self.num_batches_tracked = Buffer(asarray(0, backend=backend, dtype=integer))
 
     @classmethod
     def state_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
