@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -33,14 +34,18 @@ def _capped() -> None:
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS caps memory on Linux")
 def test_mutated_files_load_or_give_one_line_within_a_memory_cap(tmp_path):
     pytest.importorskip("PIL")
-    run = subprocess.run(
-        [sys.executable, str(WORKER), str(tmp_path), "0", str(MUTANTS_PER_FAMILY)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        preexec_fn=_capped,
-        env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "XPNET_NUMBA": "0"},
-    )
+    with warnings.catch_warnings():
+        # preexec_fn forks; JAX (imported by earlier tests) warns at every fork, while the
+        # child here only sets its limit and starts the worker
+        warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+        run = subprocess.run(
+            [sys.executable, str(WORKER), str(tmp_path), "0", str(MUTANTS_PER_FAMILY)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            preexec_fn=_capped,
+            env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "XPNET_NUMBA": "0"},
+        )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.splitlines()[-1])
     tally = result["tally"]

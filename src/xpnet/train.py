@@ -184,7 +184,7 @@ class _Run:
             from .distributed.data_parallel import DataParallel
 
             self.parallel = DataParallel(comm, settings["batch_size"])
-        self.compiled = CompiledStep(model, loss, optimizer) if settings["compile"] else None
+        self.compiled = CompiledStep(model, loss, optimizer) if settings.get("compile") else None
 
     @property
     def root(self) -> bool:
