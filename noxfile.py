@@ -2,7 +2,8 @@
 
 - ``nox -s tests``: one virtualenv (PyTorch, the reference, installed once), one pytest run
   over every backend (``numpy``, ``numpy-generic``, ``array_api_strict``, ``torch``,
-  ``torch-cuda``, ``cupy``; one that is not usable here is skipped with the reason), the
+  ``torch-cuda``, ``cupy``, ``jax``; one that is not usable here is skipped with the reason;
+  ``jax`` also runs the compiled step and JAX's autodiff as a second reference), the
   data-parallel tests under ``mpiexec -n 2`` (mpi4py and MPICH's wheel), coverage against a
   floor (``[tool.coverage.report] fail_under``), then the docstring examples. Tests that do not
   depend on the backend run once. ``XPNET_TEST_BACKENDS=torch nox -s tests``: one backend;
@@ -41,7 +42,7 @@ TEST_ENV = {"MPLBACKEND": "Agg"}
 
 def _test_requirements() -> list[str]:
     """What the suite needs: the package with its test extras, the reference, MPI, coverage."""
-    requirements = [".[test,plot,mpi]", TORCH, "pytest-cov"]
+    requirements = [".[test,plot,mpi,jax]", TORCH, "pytest-cov"]
     if shutil.which("nvidia-smi") is not None:
         requirements.append(CUPY)
     return requirements
