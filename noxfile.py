@@ -88,12 +88,13 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks: per-layer times, MNIST training, the NumPy step profile, the device
-    operations per step and the shape matrix (``-- --quick``: a smoke run)."""
-    requirements = [".[plot]", TORCH, "threadpoolctl"]
+    operations per step, the shape matrix and the JAX step (``-- --quick``: a smoke run)."""
+    requirements = [".[plot,jax]", TORCH, "threadpoolctl"]
     if shutil.which("nvidia-smi") is not None:
         requirements.append(CUPY)
     session.install(*requirements)
-    for script in ("ops.py", "mnist.py", "profile_step.py", "launches.py", "shapes.py"):
+    scripts = ("ops.py", "mnist.py", "profile_step.py", "launches.py", "shapes.py", "jax_step.py")
+    for script in scripts:
         session.run("python", f"benchmarks/{script}", *session.posargs)
 
 

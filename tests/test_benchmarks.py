@@ -26,6 +26,7 @@ QUICK_SCRIPTS = [
     "launches.py",
     "inference.py",
     "shapes.py",
+    "jax_step.py",
 ]
 
 
@@ -76,6 +77,8 @@ def test_benchmark_script_quick(script, request):
     pytest.importorskip("torch")
     if script == "inference.py":
         pytest.importorskip("onnxruntime")
+    if script == "jax_step.py":
+        pytest.importorskip("jax")
     result, tmp_path = finished_run(request)
     assert result.returncode == 0, result.stderr[-3000:]
     files = list(tmp_path.glob("*.json"))
@@ -84,7 +87,7 @@ def test_benchmark_script_quick(script, request):
     assert {"cpu", "cpu_count", "versions", "date"} <= set(data["machine"])
     sections = {"ops.py": "ops", "mnist.py": "mnist", "profile_step.py": "profile",
                 "launches.py": "launches", "inference.py": "inference",
-                "shapes.py": "shapes"}  # fmt: skip
+                "shapes.py": "shapes", "jax_step.py": "jax_step"}  # fmt: skip
     section = data[sections[script]]
     assert section["quick"] is True
     if script == "launches.py":
@@ -104,6 +107,11 @@ def test_benchmark_script_quick(script, request):
         for cell in section["results"]:
             assert cell["xpnet_ms"] > 0 and cell["torch_ms"] > 0 and cell["ratio"] > 0
         assert list(tmp_path.glob("*-shapes.png"))
+    elif script == "jax_step.py":
+        assert set(section["times"]) >= {"xpnet-jax-eager", "xpnet-jax-compiled", "jax-native"}
+        assert all(t["median_s"] > 0 for t in section["times"].values())
+        assert all(s > 0 for s in section["first_call_s"].values())
+        assert list(tmp_path.glob("*-jax-step.png"))
     elif script == "mnist.py":
         assert section["results"]["xpnet-numpy"]["epoch_s"]
         assert section["results"]["xpnet-numpy-generic"]["step_b128"]["median_s"] > 0
