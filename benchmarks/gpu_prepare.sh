@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
-    array-api-compat array-api-strict hypothesis attrs sortedcontainers
+    array-api-compat array-api-extra array-api-strict hypothesis attrs sortedcontainers
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --platform manylinux_2_28_x86_64 -d .whl mpich
 ls .whl

@@ -14,7 +14,10 @@
 # 3. xpnet train --backend cupy (the default recipe), then that checkpoint on NumPy, then
 #    the same data-parallel over every GPU (mpiexec, NCCL);
 # 4. the benchmarks (ops, mnist) with CPU and GPU columns, JSON and PNGs into OUT/results;
-# 5. a summary table last (the reply of a remote run shows its end).
+# 5. JAX, where the machine has it (its GPU wheel is in the image; jax_step.py then measures
+#    on the GPU): the compiled-step and autodiff tests, xpnet train --backend jax --compile,
+#    benchmarks/jax_step.py;
+# 6. a summary table last (the reply of a remote run shows its end).
 # Each step's exit code is kept; the script exits non-zero if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -68,6 +71,14 @@ step "bench ops" bench-ops.log python3 benchmarks/ops.py --out "$OUT/results" "$
 step "bench mnist" bench-mnist.log python3 benchmarks/mnist.py --out "$OUT/results" "${QUICK[@]}"
 # device operations per step of the generic path (torch.profiler, on the CPU tensors it counts)
 step "launch counts" launches.log python3 benchmarks/launches.py --out "$OUT/results" "${QUICK[@]}"
+if python3 -c "import jax" >/dev/null 2>&1; then
+    export XLA_PYTHON_CLIENT_PREALLOCATE=false  # JAX takes GPU memory as it needs it
+    step "tests jax" tests-jax.log env XPNET_TEST_BACKENDS=jax python3 -m pytest -q \
+        -p no:cacheprovider -m "not slow" tests/test_compiled.py tests/test_jax_autodiff.py
+    step "train jax compiled" train-jax.log python3 -m xpnet train --backend jax --compile \
+        --out "$OUT/run-jax" --no-progress "${LIMIT[@]}"
+    step "bench jax" bench-jax.log python3 benchmarks/jax_step.py --out "$OUT/results" "${QUICK[@]}"
+fi
 if [ $DRY = 0 ]; then
     step "bench mnist tf32" bench-mnist-tf32.log \
         env CUPY_TF32=1 python3 benchmarks/mnist.py --out "$OUT/results-tf32"
@@ -82,5 +93,6 @@ for name in "${!STATUS[@]}"; do
 done | sort
 grep -h -E "passed|failed" "$OUT"/tests-*.log | tail -n 2
 grep -h "test_accuracy" "$OUT"/train-*.log "$OUT"/evaluate-numpy.log
+grep -h -E "^xpnet-jax|^jax-native" "$OUT"/bench-jax.log 2>/dev/null
 grep -h -E "^step b128|^epoch" "$OUT"/bench-mnist*.log
 for name in "${!STATUS[@]}"; do case ${STATUS[$name]} in rc=0*) ;; *) exit 1 ;; esac; done

@@ -6,7 +6,7 @@ from types import ModuleType
 from typing import Any, TypeAlias
 
 Array: TypeAlias = Any
-"""An array of any backend (NumPy, CuPy, torch, array_api_strict, ...)."""
+"""An array of any backend (NumPy, CuPy, torch, JAX, array_api_strict, ...)."""
 
 Namespace: TypeAlias = ModuleType
 """An array-API namespace, as ``array_api_compat.array_namespace`` returns it."""

@@ -64,7 +64,7 @@ def namespace_of(func: str, **arrays: Any) -> Namespace:
             continue
         if not is_array(arr):
             raise TypeError(
-                f"{func}: {name} must be an array (numpy, cupy, torch, array_api_strict, ...); "
+                f"{func}: {name} must be an array (numpy, cupy, torch, jax, array_api_strict, ...); "
                 f"got {type(arr).__name__}"
             )
         seen[name] = backend_of(arr)

@@ -100,7 +100,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     lr : float, optional
         Peak learning rate; default 5e-3 for Adam and 0.05 for SGD (the CLI's).
     backend : str, optional
-        Where to train: ``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"``.
+        Where to train: ``"numpy"``, ``"cupy"``, ``"torch"``, ``"jax"``, ``"array_api_strict"``.
         Default: the backend of ``X`` as scikit-learn hands it over (NumPy unless
         ``sklearn.set_config(array_api_dispatch=True)``, when CuPy or torch input stays
         where it is).
@@ -343,7 +343,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array, shape (n_samples, n_features) or (n_samples, C, H, W)
-            NumPy, CuPy, torch or array_api_strict; any real values (scale them first,
+            NumPy, CuPy, torch, JAX or array_api_strict; any real values (scale them first,
             e.g. with a ``StandardScaler`` in a ``Pipeline``).
         y : array, shape (n_samples,)
             Class labels of any type.

@@ -19,12 +19,8 @@ each) and returns their :class:`_Totals`; :meth:`_Run.save` writes the checkpoin
 from __future__ import annotations
 
 import math
-import signal
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import index_dtype, take_nonnegative, to_numpy
+from ._run_control import deferred_interrupt, progress_bar
 from ._typing import Array
 from .checkpoint import load_checkpoint, save_checkpoint
 from .compiled import CompiledStep, check_compilable
@@ -65,43 +62,6 @@ class History:
 
     def to_dict(self) -> dict[str, list[float]]:
         return asdict(self)
-
-
-@contextmanager
-def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
-    """Turn the first Ctrl-C into a flag checked between steps (a second one interrupts now)."""
-    requested = [False]
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if requested[0]:
-            raise KeyboardInterrupt
-        requested[0] = True
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: requested[0]
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    # disable=None: quiet when stdout is not a terminal.
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc=desc,
-        leave=False,
-        disable=None if enabled else True,
-        file=sys.stdout,
-        dynamic_ncols=True,
-    )
 
 
 @dataclass
@@ -293,7 +253,9 @@ class _Run:
         self.partial = {}
         started = time.perf_counter()
         epochs = self.settings["epochs"]
-        bar = _progress(per_epoch, first, f"epoch {epoch + 1}/{epochs}", self.settings["progress"])
+        bar = progress_bar(
+            per_epoch, first, f"epoch {epoch + 1}/{epochs}", self.settings["progress"]
+        )
         stopped_at = None
         sync_every, on_step = self.settings["sync_every"], self.settings["on_step"]
         for step in range(first, per_epoch):
@@ -481,7 +443,7 @@ def fit(
     if run.parallel is not None:  # every rank starts from rank 0's weights
         run.parallel.broadcast_model(model)
     model.train()
-    with _deferred_interrupt() as interrupted:
+    with deferred_interrupt() as interrupted:
         for epoch in range(run.start_epoch, epochs):
             totals, stopped_at = run.epoch(epoch, interrupted)
             if stopped_at is not None:
