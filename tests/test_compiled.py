@@ -174,3 +174,28 @@ def test_compile_elsewhere_is_one_clear_error(backend):
     with pytest.raises(CompileUnsupported, match=rf"jax \(jax.jit\); the model is on {backend}"):
         fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), (x, y),
             epochs=1, compile=True, log=None)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_cli_compiled_training_in_jaxs_default_32_bit_mode(tmp_path):
+    """As a user runs it: JAX's float32 default (the tests turn 64-bit mode on), warnings as
+    errors (an int64 request would warn), the checkpoint then evaluated on NumPy."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    out = tmp_path / "run"
+    train = [sys.executable, "-W", "error", "-m", "xpnet", "train", "--backend", "jax",
+             "--compile", "--limit", "1200", "--epochs", "1", "--out", str(out),
+             "--no-progress"]  # fmt: skip
+    run = subprocess.run(train, capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert ", compiled" in run.stdout
+    accuracy = float(run.stdout.strip().splitlines()[-1].split(": ")[1])
+    assert accuracy > 0.4  # chance is 0.1; 1,080 images, one epoch: 0.59 measured
+    evaluate = [sys.executable, "-m", "xpnet", "evaluate", str(out / "model.npz"),
+                "--backend", "numpy", "--limit", "1200"]  # fmt: skip
+    again = subprocess.run(evaluate, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.strip().splitlines()[-1] == run.stdout.strip().splitlines()[-1]
