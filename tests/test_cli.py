@@ -237,6 +237,7 @@ def test_the_test_set_is_touched_once_at_the_end(tmp_path, monkeypatch, capsys):
 def test_train_with_shift_augmentation(tmp_path, capsys):
     args = ["train", "--model", "seed_cnn", "--epochs", "1", "--limit", "256", "--val", "0"]
     assert main([*args, "--augment", "shift", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    assert "held out for validation, 1 epoch, batch" in capsys.readouterr().out  # not "1 epochs"
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert metrics["augment"] == "shift"
 
@@ -247,3 +248,12 @@ def test_summary_counts_the_layers_inside_residual_blocks(capsys):
     # stem 28*28*16*9; block 16: 2 * 14*14*16*144; conv 14*14*32*144; block 32: 2 * 7*7*32*288; dense
     macs = 112896 + 2 * 451584 + 903168 + 2 * 451584 + 320
     assert total[-1] == f"{macs:,}" and total[-2] == "28,410"
+
+
+def test_compile_without_jax_backend_is_one_line(tmp_path, capsys):
+    code = main(["train", "--compile", "--limit", "100", "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "--compile needs --backend jax (jax.jit); numpy runs one operation at a time" in err
+    assert not (tmp_path / "o").exists()

@@ -7,9 +7,12 @@ import pytest
 
 import xpnet
 from xpnet import models, nn, optim
-from xpnet.compiled import CompiledStep, CompileUnsupported
+from xpnet.compiled import CompiledStep
 from xpnet.train import fit, predict
 
+from .conftest import SELECTED
+
+pytestmark = pytest.mark.skipif("jax" not in SELECTED, reason="jax is not selected")
 jax = pytest.importorskip("jax", reason="jax is not installed: the compiled step is JAX's")
 
 
@@ -165,15 +168,6 @@ def test_a_failing_trace_leaves_the_model_as_it_was():
         np.testing.assert_array_equal(xpnet.to_numpy(param.data), old)
     x, y = _batch(0, n=4)
     step(xpnet.asarray(x, backend="jax"), xpnet.asarray(y, backend="jax"))  # still usable
-
-
-@pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
-def test_compile_elsewhere_is_one_clear_error(backend):
-    model = models.build("lenet5", backend=backend, image_shape=(1, 12, 12))
-    x, y = _batch(0)
-    with pytest.raises(CompileUnsupported, match=rf"jax \(jax.jit\); the model is on {backend}"):
-        fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), (x, y),
-            epochs=1, compile=True, log=None)  # fmt: skip
 
 
 @pytest.mark.slow

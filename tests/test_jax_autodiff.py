@@ -18,6 +18,9 @@ from xpnet import functional as F
 from xpnet import models, nn
 from xpnet.compiled import _modules, _random_sources
 
+from .conftest import SELECTED
+
+pytestmark = pytest.mark.skipif("jax" not in SELECTED, reason="jax is not selected")
 jax = pytest.importorskip("jax", reason="jax is not installed")
 jnp = jax.numpy
 RTOL = 1e-9  # float64 both ways; only the order of the sums differs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 
@@ -144,6 +145,27 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         save_checkpoint(path, digits_model("numpy", seed=1))
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.npz"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_checkpoints_and_onnx_files_follow_the_umask(tmp_path, umask):
+    """Written through a private temporary file, they end with the mode any new file gets
+    (0666 less the umask), as metrics.json and the plots do, not the temporary 0600."""
+    model = digits_model("numpy")
+    previous = os.umask(umask)
+    try:
+        paths = [save_checkpoint(tmp_path / "m.npz", model)]
+        if importlib.util.find_spec("onnx") is not None:
+            from xpnet.onnx import export
+
+            paths.append(export(model, tmp_path / "m.onnx", input_shape=(1, 8, 8)))
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(previous)
+    expected = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert expected == 0o666 & ~umask
+    for path in paths:
+        assert path.stat().st_mode & 0o777 == expected, path
 
 
 def test_bad_checkpoint_file(tmp_path):
@@ -297,3 +319,36 @@ def test_fit_skips_the_input_gradient(digits, monkeypatch):
     )
     quiet_fit(model, digits[0], batch_size=200)
     assert calls == [{"input_grad": False}] * 3
+
+
+def test_curves_call_the_held_out_images_validation(tmp_path, monkeypatch):
+    """The per-epoch curve is of the held-out training images, not the test set."""
+    matplotlib = pytest.importorskip("matplotlib")
+    from xpnet.plots import plot_curves
+    from xpnet.train import History
+
+    labels = []
+    save = matplotlib.figure.Figure.savefig
+
+    def recording(fig, *args, **kwargs):
+        labels.extend(t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts())
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", recording)
+    history = History(loss=[1.0, 0.5], accuracy=[0.5, 0.8], val_loss=[0.9, 0.6],
+                      val_accuracy=[0.6, 0.7])  # fmt: skip
+    plot_curves(history, tmp_path / "curves.png")
+    assert labels == ["train", "validation", "train", "validation"]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
+def test_compile_without_a_compiler_is_one_clear_error(backend):
+    """``compile=True`` needs JAX (this test does not)."""
+    from xpnet.compiled import CompileUnsupported
+
+    model = models.build("lenet5", backend=backend, image_shape=(1, 12, 12))
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((12, 1, 12, 12)).astype(np.float32), rng.integers(0, 10, 12)
+    with pytest.raises(CompileUnsupported, match=rf"jax \(jax.jit\); the model is on {backend}"):
+        fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), (x, y),
+            epochs=1, compile=True, log=None)  # fmt: skip

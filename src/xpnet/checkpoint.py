@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ import numpy as np
 
 from ._archive import ArchiveError, read_arrays
 from ._backend import asarray, backend_of
+from ._files import write_atomically
 from ._validation import pair
 from .kernels import use_fast_paths
 from .nn import Module, from_spec
@@ -97,15 +96,7 @@ def save_checkpoint(
     if scheduler is not None:
         meta["scheduler"] = scheduler.state_dict()
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda handle: np.savez(handle, **arrays))
 
 
 class Checkpoint:

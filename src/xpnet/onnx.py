@@ -40,8 +40,6 @@ Examples
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._files import write_atomically
 from .nn import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -304,17 +303,9 @@ def export(
     if not path.parent.is_dir():
         raise ExportError(f"cannot write {path}: the folder {path.parent} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        return write_atomically(path, lambda handle: handle.write(proto.SerializeToString()))
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(proto.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -32,8 +32,8 @@ def plot_curves(history: History, path: str | Path) -> Path:
     ax_loss.plot(epochs, history.loss, "o-", label="train")
     ax_acc.plot(epochs, history.accuracy, "o-", label="train")
     if history.val_accuracy:
-        ax_loss.plot(epochs, history.val_loss, "s--", label="test")
-        ax_acc.plot(epochs, history.val_accuracy, "s--", label="test")
+        ax_loss.plot(epochs, history.val_loss, "s--", label="validation")
+        ax_acc.plot(epochs, history.val_accuracy, "s--", label="validation")
     for ax, title in ((ax_loss, "cross-entropy loss"), (ax_acc, "accuracy")):
         ax.set(xlabel="epoch", title=title, xticks=epochs)
         ax.grid(alpha=0.3)

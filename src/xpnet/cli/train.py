@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     peak_lr = _peak_lr(args)
     print(
         f"training {args.model} on {backend} ({len(train_set[0])} images, "
-        f"{0 if val_set is None else len(val_set[0])} held out for validation, {args.epochs} epochs, "
+        f"{0 if val_set is None else len(val_set[0])} held out for validation, {args.epochs} epoch{'s' if args.epochs != 1 else ''}, "
         f"batch {args.batch_size}, {args.optimizer} peak lr {peak_lr:.1e}, {args.schedule})"
         + ("" if comm is None else f" on {comm.size} ranks")
         + (", compiled" if args.compile else "")
