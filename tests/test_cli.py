@@ -257,3 +257,13 @@ def test_compile_without_jax_backend_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 0
     assert "--compile needs --backend jax (jax.jit); numpy runs one operation at a time" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("model", ["mnist_cnn", "lenet5", "seed_cnn", "small_cnn", "mnist_resnet"])
+def test_summary_lines_fit_a_terminal(model, capsys):
+    """Each layer in a few words (``Conv2d(1, 16, 5)``), not its whole repr: <= 100 columns."""
+    assert main(["summary", "--model", model]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 100, max(lines, key=len)
+    if model == "mnist_cnn":
+        assert lines[3].startswith("0: Conv2d(1, 16, 5)  ")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, NamedTuple
 
@@ -16,6 +17,42 @@ class LayerRow(NamedTuple):
     output_shape: tuple[int, ...]
     parameters: int
     multiply_adds: int
+
+
+def _same(value: Any, default: Any) -> bool:
+    """``value`` equals the constructor's ``default``, a pair ``(k, k)`` counting as ``k``."""
+    if (
+        isinstance(value, (tuple, list))
+        and isinstance(default, int)
+        and not isinstance(default, bool)
+    ):
+        return all(v == default for v in value)
+    return bool(value == default)
+
+
+def _short(value: Any) -> str:
+    """A pair of equal sizes as one number (``(5, 5)`` as ``5``), anything else as repr."""
+    if isinstance(value, (tuple, list)) and len(value) == 2 and value[0] == value[1]:
+        return repr(value[0])
+    return repr(tuple(value)) if isinstance(value, list) else repr(value)
+
+
+def brief(layer: Any) -> str:
+    """A layer in a few words: the arguments without a default by value, the others only
+    where they differ from it (``Conv2d(1, 16, 5)``, ``Conv2d(16, 32, 3, padding=1)``)."""
+    config = layer.config()
+    try:
+        signature = inspect.signature(type(layer))
+    except (TypeError, ValueError):
+        return repr(layer)
+    words = []
+    for name, value in config.items():
+        param = signature.parameters.get(name)
+        if param is None or param.default is inspect.Parameter.empty:
+            words.append(_short(value))
+        elif not _same(value, param.default):
+            words.append(f"{name}={_short(value)}")
+    return f"{type(layer).__name__}({', '.join(words)})"
 
 
 def layer_rows(model: Any, input_shape: tuple[int, ...]) -> list[LayerRow]:
@@ -35,7 +72,7 @@ def layer_rows(model: Any, input_shape: tuple[int, ...]) -> list[LayerRow]:
         for index, layer in enumerate(layers):
             out, macs = layer.counted_forward(x)
             count = sum(math.prod(p.shape) for p in layer.parameters())
-            name = type(layer).__name__ if layer.children() else repr(layer)  # one line
+            name = type(layer).__name__ if layer.children() else brief(layer)  # one line
             rows.append(LayerRow(f"{index}: {name}", tuple(out.shape[1:]), count, macs))
             x = out
     finally:
