@@ -224,3 +224,20 @@ def test_layer_constructor_errors():
 def test_every_layer_checks_its_arguments_at_construction(build, error, message):
     with pytest.raises(error, match=message):
         build()
+
+
+def test_namespace_checks_hold_once_the_array_types_are_known():
+    """The per-type cache of backends and namespaces changes no answer: known types still
+    mix into a clear error, and what is not an array is still named."""
+    from xpnet._validation import _KNOWN_TYPES, namespace_of
+
+    x = np.ones((2, 2), dtype=np.float32)
+    xp = namespace_of("f", x=x)
+    assert namespace_of("f", x=x, w=x) is xp and _KNOWN_TYPES[np.ndarray][0] == "numpy"
+    strict = xpnet.asarray(x, backend="array_api_strict")
+    namespace_of("f", y=strict)
+    with pytest.raises(TypeError, match=r"f: arrays from different backends cannot be mixed: "
+                       r"x is numpy, y is array_api_strict"):  # fmt: skip
+        namespace_of("f", x=x, y=strict)
+    with pytest.raises(TypeError, match=r"f: y must be an array .*; got list"):
+        namespace_of("f", x=x, y=[1.0])

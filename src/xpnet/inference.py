@@ -23,10 +23,12 @@ from .nn import CrossEntropyLoss, Module
 
 
 def model_place(model: Module) -> tuple[str, Any, Namespace]:
-    params = model.parameters()
-    if not params:
+    """The backend, device and namespace of ``model``'s first parameter (found without
+    listing them all: at batch 1 the walk over a residual net cost as much as a layer)."""
+    first = next(model.named_parameters(), None)
+    if first is None:
         raise ValueError("fit: the model has no parameters")
-    data = params[0].data
+    data = first[1].data
     return backend_of(data), device(data), array_namespace(data)
 
 
