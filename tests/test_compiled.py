@@ -23,7 +23,8 @@ def _batch(seed: int, n: int = 12, shape=(1, 12, 12), classes: int = 10):
 
 def _tiny_resnet():
     """Batch norm (running statistics and a step counter as buffers), fused with ReLU, in
-    a residual block: mnist_resnet's pieces, small enough to compile in a second."""
+    a residual block, then dropout (a jax.random key threaded through) before the dense
+    layer: mnist_resnet's and small_cnn's pieces, small enough to compile in seconds."""
     rng = np.random.default_rng(3)
 
     def conv(c_in, c_out):
@@ -33,7 +34,8 @@ def _tiny_resnet():
                           nn.BatchNorm2d(4, backend="jax"))  # fmt: skip
     return nn.Sequential(conv(1, 4), nn.BatchNorm2d(4, backend="jax"), nn.ReLU(),
                          nn.MaxPool2d(2), nn.Residual(block), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(4, 10, rng=rng, backend="jax"))  # fmt: skip
+                         nn.Flatten(), nn.Dropout(0.3, seed=5),
+                         nn.Linear(4, 10, rng=rng, backend="jax"))  # fmt: skip
 
 
 NETS = {
@@ -70,7 +72,7 @@ def _eager_step(model, loss, opt, x, y):
     return logits
 
 
-@pytest.mark.parametrize(("net", "opt_name"), [("small_cnn", "adamw"), ("tiny_resnet", "sgd")])
+@pytest.mark.parametrize(("net", "opt_name"), [("tiny_resnet", "adamw"), ("tiny_resnet", "sgd")])
 def test_compiled_steps_equal_eager_steps(net, opt_name):
     """Three steps (the optimizer's state from zero, then carried): parameters, buffers,
     optimizer state and logits equal the eager steps' to float32 rounding."""
@@ -99,7 +101,7 @@ def test_compiled_steps_equal_eager_steps(net, opt_name):
 
 def test_fit_compiled_traces_once_per_batch_shape_and_leaves_no_tracer(tmp_path):
     x, y = _batch(0, n=50)
-    model = NETS["small_cnn"]()
+    model = NETS["tiny_resnet"]()
     opt = optim.Adam(model.parameters(), lr=1e-3)
     sched = optim.OneCycleLR(opt, 1e-3, 8)  # the learning rate changes every step
     ckpt = tmp_path / "model.npz"
@@ -171,7 +173,7 @@ def test_a_failing_trace_leaves_the_model_as_it_was():
 
 
 @pytest.mark.slow
-def test_cli_compiled_training_in_jaxs_default_32_bit_mode(tmp_path):
+def test_cli_compiled_training_in_jaxs_default_32_bit_mode(tmp_path, capsys):
     """As a user runs it: JAX's float32 default (the tests turn 64-bit mode on), warnings as
     errors (an int64 request would warn), the checkpoint then evaluated on NumPy."""
     import os
@@ -181,15 +183,14 @@ def test_cli_compiled_training_in_jaxs_default_32_bit_mode(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
     out = tmp_path / "run"
     train = [sys.executable, "-W", "error", "-m", "xpnet", "train", "--backend", "jax",
-             "--compile", "--limit", "1200", "--epochs", "1", "--out", str(out),
+             "--compile", "--limit", "400", "--epochs", "1", "--val", "0", "--out", str(out),
              "--no-progress"]  # fmt: skip
     run = subprocess.run(train, capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert ", compiled" in run.stdout
     accuracy = float(run.stdout.strip().splitlines()[-1].split(": ")[1])
-    assert accuracy > 0.4  # chance is 0.1; 1,080 images, one epoch: 0.59 measured
-    evaluate = [sys.executable, "-m", "xpnet", "evaluate", str(out / "model.npz"),
-                "--backend", "numpy", "--limit", "1200"]  # fmt: skip
-    again = subprocess.run(evaluate, capture_output=True, text=True, env=env, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.strip().splitlines()[-1] == run.stdout.strip().splitlines()[-1]
+    assert accuracy > 0.25  # chance is 0.1; 400 images, 4 steps: 0.46 measured
+    from xpnet.cli import main
+
+    assert main(["evaluate", str(out / "model.npz"), "--backend", "numpy", "--limit", "400"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == run.stdout.strip().splitlines()[-1]
