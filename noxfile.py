@@ -3,7 +3,8 @@
 - ``nox -s tests``: one virtualenv (PyTorch, the reference, installed once), one pytest run
   over every backend (``numpy``, ``numpy-generic``, ``array_api_strict``, ``torch``,
   ``torch-cuda``, ``cupy``, ``jax``; one that is not usable here is skipped with the reason;
-  ``jax`` also runs the compiled step and JAX's autodiff as a second reference), the
+  ``jax`` also runs the compiled step and JAX's autodiff as a second reference; the ``jax``
+  backend's tests run in a second pytest process beside the rest, on the other core), the
   data-parallel tests under ``mpiexec -n 2`` (mpi4py and MPICH's wheel), coverage against a
   floor (``[tool.coverage.report] fail_under``), then the docstring examples. Tests that do not
   depend on the backend run once. ``XPNET_TEST_BACKENDS=torch nox -s tests``: one backend;
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,18 +52,44 @@ def _test_requirements() -> list[str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the suite on every backend in one process, with coverage, then the doctests."""
+    """Run the suite on every backend (the jax backend's tests in a process beside the
+    rest), with coverage, then the doctests."""
     session.install(*_test_requirements())
     if session.posargs or os.environ.get("XPNET_TEST_BACKENDS"):  # a part: no coverage floor
         session.run("pytest", *session.posargs, env=TEST_ENV)
         return
-    session.run("pytest", "--cov=xpnet", "--cov-report=term", "--durations=15", env=TEST_ENV)
+    # The jax backend's tests compile on one core (eager JAX compiles each operation per
+    # shape, single-threaded) while the rest runs beside them; they carry no coverage
+    # (conftest.COVERED), so nothing is lost by running them in a process of their own.
+    jax_part, jax_log = _start_jax_backend_part(session)
+    try:
+        session.run("pytest", "--cov=xpnet", "--cov-report=term", "--durations=15",
+                    env={**TEST_ENV, "XPNET_TEST_PART": "without-jax-backend"})  # fmt: skip
+    finally:
+        code = jax_part.wait()
+        session.log(f"the jax backend's tests, run beside the rest:\n{jax_log.read_text()}")
+    if code != 0:
+        session.error(f"the jax backend's tests failed (exit code {code}): see above")
     # kernels/cupy.py imports cupy at the top (and holds no examples): skip it by path
     where = "import pathlib, xpnet.kernels as k; print(pathlib.Path(k.__file__).parent)"
     kernels = str(session.run("python", "-c", where, silent=True)).strip()
     ignore = f"--ignore={kernels}/cupy.py"
     doctest_env = {**TEST_ENV, "XPNET_TEST_BACKENDS": "numpy"}
     session.run("pytest", "--doctest-modules", ignore, "--pyargs", "xpnet", env=doctest_env)
+
+
+def _start_jax_backend_part(session: nox.Session) -> tuple[subprocess.Popen, Path]:
+    """Start pytest on the jax backend's tests alone, in the background; its output goes to
+    a log in the session's temporary folder."""
+    log = Path(session.create_tmp()) / "jax-backend.log"
+    bin_dir = str(session.bin)
+    env = {**os.environ, **TEST_ENV, "XPNET_TEST_BACKENDS": "jax", "XPNET_TEST_PART": "jax-backend"}
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    python = str(Path(bin_dir, "python"))
+    command = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=5"]
+    with log.open("w") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    return process, log
 
 
 @nox.session(venv_backend="none")

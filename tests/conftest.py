@@ -62,10 +62,29 @@ def _runs_in_background(item: pytest.Item) -> bool:
     return hasattr(getattr(item, "module", None), "start_in_background")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+PART = os.environ.get("XPNET_TEST_PART", "")
+"""``nox -s tests`` runs the suite as two processes side by side (the JAX backend's tests
+compile on one core while the rest runs on the other): ``jax-backend`` keeps only the tests
+of the ``jax`` backend, ``without-jax-backend`` everything else; unset, everything."""
+PARTS = ("", "jax-backend", "without-jax-backend")
+
+
+def _xp_param(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return None if callspec is None else callspec.params.get("xp")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if PART not in PARTS:
+        raise pytest.UsageError(f"XPNET_TEST_PART must be one of {PARTS}; got {PART!r}")
+    if PART:
+        keep_jax = PART == "jax-backend"
+        kept = [item for item in items if (_xp_param(item) == "jax") == keep_jax]
+        dropped = [item for item in items if (_xp_param(item) == "jax") != keep_jax]
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        param = None if callspec is None else callspec.params.get("xp")
+        param = _xp_param(item)
         if param in ("cupy", TORCH_CUDA):
             item.add_marker(pytest.mark.gpu)
         if param is not None and param not in COVERED:
