@@ -186,7 +186,7 @@ def test_val_larger_than_the_training_set_is_one_line(tmp_path, capsys):
     assert "--val must be 0 or between 10 and 90" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "summary"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "sample", "summary"])
 def test_help_has_one_line_per_option_with_its_default(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -267,3 +267,36 @@ def test_summary_lines_fit_a_terminal(model, capsys):
     assert max(len(line) for line in lines) <= 100, max(lines, key=len)
     if model == "mnist_cnn":
         assert lines[3].startswith("0: Conv2d(1, 16, 5)  ")
+
+
+def test_sample_writes_a_digit_that_predict_reads(trained, tmp_path, capsys):
+    """The quick start's ``xpnet sample``: a test digit, dark on light and 4x the size, as a
+    user's drawing would be; ``xpnet predict`` gives the label it printed."""
+    pytest.importorskip("PIL")
+    path = tmp_path / "my_digit.png"
+    assert main(["sample", str(path), "--index", "3"]) == 0
+    label = capsys.readouterr().out.strip().rsplit(" ", 1)[-1]
+    _, (_, y_test) = load_mnist()
+    assert label == str(int(y_test[3]))
+    assert main(["predict", str(trained / "model.npz"), str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"{path}: {label} (p=")
+    for bad, message in ((["--index", "10000"], "--index must be in [0, 9999]"),
+                         (["--scale", "0"], "--scale must be in [1, 64]")):  # fmt: skip
+        assert main(["sample", str(tmp_path / "x.png"), *bad]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["sample", str(tmp_path / "no" / "x.png")]) == 2
+    assert capsys.readouterr().err.startswith("cannot write ")
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """``xpnet summary | head -1``: the closed pipe ends the command quietly. ``true`` reads
+    nothing and exits long before Python has started, so every write meets a closed pipe."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        f"{sys.executable} -m xpnet summary --model mnist_resnet | true",
+        shell=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr, run.stderr
+    assert run.stderr == ""
