@@ -16,7 +16,7 @@ import pytest
 import xpnet
 from xpnet import functional as F
 from xpnet import models, nn
-from xpnet.compiled import _modules, _random_sources
+from xpnet.compiled import _random_sources
 
 from .conftest import SELECTED
 
@@ -97,7 +97,7 @@ def _traced(module: nn.Module, function):
                 param.data = value
                 param.grad = None
             _restore(before)
-            for m in _modules(module):
+            for m in module.modules():
                 m._saved = None
 
     return run

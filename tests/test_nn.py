@@ -367,3 +367,10 @@ def test_state_shapes_from_a_config_equal_the_built_layers():
 def _leaves(module):
     children = module.children()
     return [module] if not children else [leaf for c in children for leaf in _leaves(c)]
+
+
+def test_modules_walks_every_layer_depth_first():
+    block = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, rng=0), nn.ReLU())
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, rng=0), nn.Residual(block), nn.Flatten())
+    names = [type(m).__name__ for m in model.modules()]
+    assert names == ["Sequential", "Conv2d", "Residual", "Sequential", "Conv2d", "ReLU", "Flatten"]

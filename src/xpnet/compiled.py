@@ -25,7 +25,6 @@ the layers' saved activations and the gradients are cleared (the step used them 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from ._backend import DeviceRandom, backend_of
@@ -53,15 +52,9 @@ def check_compilable(model: Module, *, distributed: Any = None) -> None:
         raise CompileUnsupported("compile=True does not run data-parallel yet: drop one")
 
 
-def _modules(module: Module) -> Iterator[Module]:
-    yield module
-    for child in module.children():
-        yield from _modules(child)
-
-
 def _random_sources(model: Module) -> list[DeviceRandom]:
     """The random generators of the model's layers (Dropout's), in layer order."""
-    found = (getattr(m, "_random", None) for m in _modules(model))
+    found = (getattr(m, "_random", None) for m in model.modules())
     return [source for source in found if isinstance(source, DeviceRandom)]
 
 
@@ -146,7 +139,7 @@ class CompiledStep:
 
     def _forget_traced(self) -> None:
         """Drop what the traced step left on the objects: saved activations, gradients."""
-        for module in _modules(self.model):
+        for module in self.model.modules():
             module._saved = None
         if hasattr(self.loss, "_saved"):
             self.loss._saved = None

@@ -71,7 +71,7 @@ class DataParallel:
 
             layers = [
                 m
-                for m in _walk(model)
+                for m in model.modules()
                 if isinstance(m, _BatchNorm) and not isinstance(m, SyncBatchNorm)
             ]
             self._running = [
@@ -102,9 +102,3 @@ class DataParallel:
             raise DistributedError("distributed training: a parameter has no gradient")
         return self.comm.allreduce(grad * (1.0 / self.comm.size))
 
-
-def _walk(module: Module) -> list[Module]:
-    found = [module]
-    for child in module.children():
-        found.extend(_walk(child))
-    return found

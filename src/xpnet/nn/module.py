@@ -150,6 +150,12 @@ class Module:
         """All trainable parameters, in the order of :meth:`named_parameters`."""
         return [param for _, param in self.named_parameters()]
 
+    def modules(self) -> Iterator[Module]:
+        """This module, then every layer inside it, depth first (as ``torch.nn.Module``'s)."""
+        yield self
+        for child in self.children():
+            yield from child.modules()
+
     def zero_grad(self) -> None:
         """Forget every parameter gradient."""
         for param in self.parameters():
