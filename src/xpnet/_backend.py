@@ -317,12 +317,18 @@ class DeviceRandom:
         values = gen.random(shape, dtype=np.float32 if "32" in str(like.dtype) else np.float64)
         return xp.asarray(values, device=array_api_compat.device(like))
 
+    def seeded_jax_key(self) -> Any:
+        """:attr:`jax_key`, made from the seed on first use."""
+        if self.jax_key is None:
+            import jax
+
+            self.jax_key = jax.random.key(self.seed)
+        return self.jax_key
+
     def _jax_uniform(self, shape: tuple[int, ...], like: Any) -> Any:
-        """JAX: from ``jax.random`` with the key :attr:`jax_key` (seeded on first use),
-        so that the same draws happen eagerly and inside ``jax.jit``."""
+        """JAX: from ``jax.random`` with the key :attr:`jax_key`, so that the same draws
+        happen eagerly and inside ``jax.jit``."""
         import jax
 
-        if self.jax_key is None:
-            self.jax_key = jax.random.key(self.seed)
-        self.jax_key, draw = jax.random.split(self.jax_key)
+        self.jax_key, draw = jax.random.split(self.seeded_jax_key())
         return jax.random.uniform(draw, shape, dtype=like.dtype)

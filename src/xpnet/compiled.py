@@ -106,23 +106,24 @@ class CompiledStep:
         return logits, batch_loss
 
     def _gather(self) -> dict[str, Any]:
-        """The step's state, as a pytree of concrete arrays."""
-        import jax
-
+        """The step's state, as a pytree of concrete arrays: the optimizer's entries
+        started from :meth:`Optimizer.initial_state` where a parameter has none yet, and
+        each dropout key seeded on first use."""
         opt = self.optimizer
         for param, entry in zip(opt.params, opt.state):
-            for key, value in opt.initial_state(param).items():
-                entry.setdefault(key, value)
-        keys = []
+            if not entry:
+                entry.update(opt.initial_state(param))
         for source in self.randoms:
-            if source.jax_key is None:
-                source.jax_key = jax.random.key(source.seed)
-            keys.append(source.jax_key)
+            source.seeded_jax_key()
+        return self._state()
+
+    def _state(self) -> dict[str, Any]:
+        """What the objects hold now, in the order :meth:`_scatter` puts it back."""
         return {
             "params": [p.data for p in self.params],
             "buffers": [b.data for b in self.buffers],
-            "optimizer": [dict(entry) for entry in opt.state],
-            "random": keys,
+            "optimizer": [dict(entry) for entry in self.optimizer.state],
+            "random": [source.jax_key for source in self.randoms],
         }
 
     def _scatter(self, state: dict[str, Any]) -> None:
@@ -160,10 +161,4 @@ class CompiledStep:
             grad = self.loss.backward()
         self.model.backward(grad, input_grad=False)  # the input is data
         self.optimizer.update_each(scalars)
-        new_state = {
-            "params": [p.data for p in self.params],
-            "buffers": [b.data for b in self.buffers],
-            "optimizer": [dict(entry) for entry in self.optimizer.state],
-            "random": [source.jax_key for source in self.randoms],
-        }
-        return new_state, logits, batch_loss
+        return self._state(), logits, batch_loss

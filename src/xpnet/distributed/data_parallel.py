@@ -101,4 +101,3 @@ class DataParallel:
         if grad is None:
             raise DistributedError("distributed training: a parameter has no gradient")
         return self.comm.allreduce(grad * (1.0 / self.comm.size))
-
