@@ -11,6 +11,7 @@ from xpnet.compiled import CompiledStep
 from xpnet.train import fit, predict
 
 from .conftest import SELECTED
+from .helpers import one_block_resnet
 
 pytestmark = pytest.mark.skipif("jax" not in SELECTED, reason="jax is not selected")
 jax = pytest.importorskip("jax", reason="jax is not installed: the compiled step is JAX's")
@@ -21,27 +22,12 @@ def _batch(seed: int, n: int = 12, shape=(1, 12, 12), classes: int = 10):
     return rng.standard_normal((n, *shape)).astype(np.float32), rng.integers(0, classes, n)
 
 
-def _tiny_resnet():
-    """Batch norm (running statistics and a step counter as buffers), fused with ReLU, in
-    a residual block, then dropout (a jax.random key threaded through) before the dense
-    layer: mnist_resnet's and small_cnn's pieces, small enough to compile in seconds."""
-    rng = np.random.default_rng(3)
-
-    def conv(c_in, c_out):
-        return nn.Conv2d(c_in, c_out, 3, padding=1, bias=False, rng=rng, backend="jax")
-
-    block = nn.Sequential(conv(4, 4), nn.BatchNorm2d(4, backend="jax"), nn.ReLU(), conv(4, 4),
-                          nn.BatchNorm2d(4, backend="jax"))  # fmt: skip
-    return nn.Sequential(conv(1, 4), nn.BatchNorm2d(4, backend="jax"), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Residual(block), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Dropout(0.3, seed=5),
-                         nn.Linear(4, 10, rng=rng, backend="jax"))  # fmt: skip
-
-
 NETS = {
     # dropout (a jax.random key threaded through) after conv, ReLU, max-pool and dense layers
     "small_cnn": lambda: models.build("small_cnn", backend="jax", seed=3, image_shape=(1, 12, 12)),
-    "tiny_resnet": _tiny_resnet,
+    # batch norm (running statistics and a step counter as buffers) fused with ReLU, in a
+    # residual block, then dropout before the dense layer
+    "tiny_resnet": lambda: one_block_resnet(4, seed=3, backend="jax", dropout=0.3),
     "tiny_cnn": lambda: nn.Sequential(
         nn.Conv2d(1, 3, 3, rng=3, backend="jax"),
         nn.ReLU(),

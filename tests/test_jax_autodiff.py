@@ -19,6 +19,7 @@ from xpnet import models, nn
 from xpnet.compiled import _random_sources
 
 from .conftest import SELECTED
+from .helpers import one_block_resnet
 
 pytestmark = pytest.mark.skipif("jax" not in SELECTED, reason="jax is not selected")
 jax = pytest.importorskip("jax", reason="jax is not installed")
@@ -148,28 +149,13 @@ def test_each_layer_backward_equals_jax_vjp_of_its_forward(name, mode):
         _assert_backward_equals_vjp(layer, x, rng)
 
 
-def _residual_net() -> nn.Sequential:
-    """mnist_resnet's pieces once each: conv, batch norm fused with ReLU, max-pool after a
-    ReLU, a residual block with batch norm, global average pooling, dense."""
-    rng = np.random.default_rng(4)
-
-    def conv(c_in, c_out):
-        return nn.Conv2d(c_in, c_out, 3, padding=1, bias=False, rng=rng, backend="jax")
-
-    block = nn.Sequential(conv(3, 3), nn.BatchNorm2d(3, backend="jax"), nn.ReLU(), conv(3, 3),
-                          nn.BatchNorm2d(3, backend="jax"))  # fmt: skip
-    return nn.Sequential(conv(1, 3), nn.BatchNorm2d(3, backend="jax"), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Residual(block), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(3, 10, rng=rng, backend="jax"))  # fmt: skip
-
-
 @pytest.mark.parametrize("name", ["residual", "small_cnn", "seed_cnn"])
 def test_a_whole_model_backward_equals_jax_vjp(name):
     """Residual blocks, batch norm fused with ReLU, pooling after ReLU reordered, dropout:
     the model's backward, as ``fit`` runs it, against autodiff of its forward."""
     rng = np.random.default_rng(1)
     if name == "residual":
-        model = _residual_net()
+        model = one_block_resnet(3, seed=4, backend="jax")
     else:
         model = models.build(name, backend="jax", seed=2, image_shape=(1, 10, 10))
     model = model.to("jax", dtype="float64")
