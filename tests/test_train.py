@@ -323,18 +323,18 @@ def test_fit_skips_the_input_gradient(digits, monkeypatch):
 
 def test_curves_call_the_held_out_images_validation(tmp_path, monkeypatch):
     """The per-epoch curve is of the held-out training images, not the test set."""
-    matplotlib = pytest.importorskip("matplotlib")
+    figure = pytest.importorskip("matplotlib.figure")  # the submodule: not loaded by "matplotlib"
     from xpnet.plots import plot_curves
     from xpnet.train import History
 
     labels = []
-    save = matplotlib.figure.Figure.savefig
+    save = figure.Figure.savefig
 
     def recording(fig, *args, **kwargs):
         labels.extend(t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts())
         return save(fig, *args, **kwargs)
 
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", recording)
+    monkeypatch.setattr(figure.Figure, "savefig", recording)
     history = History(loss=[1.0, 0.5], accuracy=[0.5, 0.8], val_loss=[0.9, 0.6],
                       val_accuracy=[0.6, 0.7])  # fmt: skip
     plot_curves(history, tmp_path / "curves.png")
