@@ -76,13 +76,14 @@ def evaluate(model: Module, x: Any, y: Any, *, batch_size: int = 1000) -> dict[s
     check_dataset(x, y, "evaluate", n_classes_of(model))
     _, _, xp = model_place(model)
     (labels,) = to_model_device(model, y)
-    labels = xp.astype(labels, index_dtype(xp))
+    integer = index_dtype(xp)
+    labels = xp.astype(labels, integer)
     crit = CrossEntropyLoss(check_range=False)
     loss_sum, correct = 0.0, 0
     for start, logits in _batched_logits(model, x, batch_size):
         yb = labels[start : start + logits.shape[0]]
         loss_sum = loss_sum + crit(logits, yb) * logits.shape[0]
-        correct = correct + xp.sum(xp.astype(xp.argmax(logits, axis=1) == yb, index_dtype(xp)))
+        correct = correct + xp.sum(xp.astype(xp.argmax(logits, axis=1) == yb, integer))
     n = int(labels.shape[0])
     return {"loss": float(loss_sum) / n, "accuracy": int(correct) / n}
 
