@@ -79,8 +79,31 @@ def winograd_cases(draw) -> WindowCase:
 
 
 @st.composite
+def direct_cases(draw) -> WindowCase:
+    """Where the NumPy kernel takes the direct convolution (float32; C_out in blocks of 16,
+    ``kW * C_in`` in blocks of the micro-kernel's rows): C_in a multiple of 16 (the input
+    gradient added in place) or not, output rows shorter and longer than a block, any
+    stride and padding, sometimes an empty batch."""
+    kernel = (draw(st.sampled_from([1, 3, 5, 7])), draw(st.sampled_from([2, 3, 5, 7])))
+    c_in = draw(st.sampled_from([8, 16, 24, 32]))
+    padding = tuple(draw(st.integers(0, k - 1)) for k in kernel)
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    return WindowCase(
+        n=draw(st.integers(0, 3)),
+        c_in=c_in,
+        c_out=draw(st.sampled_from([16, 32, 48])),
+        h=draw(st.integers(max(1, kernel[0] - 2 * padding[0]), 12)),
+        w=draw(st.integers(max(1, kernel[1] - 2 * padding[1]), 30)),
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        seed=draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+@st.composite
 def conv_cases(draw) -> Case:
-    case = draw(st.one_of(window_cases(), winograd_cases()))
+    case = draw(st.one_of(window_cases(), winograd_cases(), direct_cases()))
     bias, dtype, layout = draw(st.booleans()), draw(DTYPES), draw(LAYOUTS)
     rng = np.random.default_rng(case.seed)
     x = _array(rng, (case.n, case.c_in, case.h, case.w), dtype, layout)

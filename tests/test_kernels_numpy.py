@@ -128,6 +128,32 @@ def compiled(monkeypatch):
 
 
 @needs_numba
+def test_direct_convolution_takes_float32_layers_whose_blocks_fit(compiled):
+    """The direct loops (:mod:`xpnet.kernels.direct`) run float32 layers of >= 4 input
+    channels and blocks of 16 output channels that Winograd does not take; float64, other
+    channel counts and a run without the compiled loops go to im2col, whose saved columns
+    are an ndarray."""
+    from xpnet.kernels.direct import DirectInput
+
+    compiled(True)
+    x = np.ones((2, 16, 9, 9), dtype=np.float32)
+    for kernel, stride in [(5, 1), (7, 2), (3, 2)]:
+        weight = np.ones((32, 16, kernel, kernel), np.float32)
+        assert isinstance(F.conv2d_forward(x, weight, stride=stride)[1].cols, DirectInput)
+    assert isinstance(
+        F.conv2d_forward(x, np.ones((32, 16, 3, 3), np.float32))[1].cols, WinogradTiles
+    )
+    for x_, weight in [
+        (x.astype(np.float64), np.ones((32, 16, 5, 5))),  # float64
+        (x, np.ones((24, 16, 5, 5), np.float32)),  # C_out not in blocks of 16
+        (x[:, :2], np.ones((16, 2, 5, 5), np.float32)),  # too few input channels
+    ]:
+        assert isinstance(F.conv2d_forward(x_, weight)[1].cols, np.ndarray)
+    compiled(False)
+    assert isinstance(F.conv2d_forward(x, np.ones((32, 16, 5, 5), np.float32))[1].cols, np.ndarray)
+
+
+@needs_numba
 def test_winograd_takes_3x3_stride_1_convolutions_with_4_or_more_channels(compiled):
     x = np.ones((1, 4, 6, 6), dtype=np.float32)
     compiled(True)
@@ -208,12 +234,13 @@ def test_winograd_in_blocks_of_images_equals_one_block(compiled, monkeypatch):
 
 @needs_numba
 @pytest.mark.parametrize(
-    ("rows", "depth", "columns"), [(1, 4, 16), (7, 16, 16), (130, 32, 48), (301, 12, 32)]
+    ("rows", "depth", "columns"),
+    [(1, 4, 16), (7, 16, 16), (130, 32, 48), (301, 12, 32), (45, 24, 16)],
 )
 def test_compiled_products_against_float64(rows, depth, columns):
     """The register-blocked products (:mod:`xpnet.kernels.numba_products`), ``a @ b`` and
     ``a^T @ b`` for each of the first axis's matrices, against float64 ``matmul``: row
-    counts with a remainder (not a multiple of 4), spans of ``a^T @ b`` (128 rows) plus a
+    counts with a remainder (not a multiple of the block's rows), spans of ``a^T @ b`` (128 rows) plus a
     remainder, and matrices that are slices of a wider block (as the last block of images
     is), so not one contiguous array."""
     from xpnet.kernels import numba_products
@@ -227,7 +254,7 @@ def test_compiled_products_against_float64(rows, depth, columns):
     exact = a.astype(np.float64) @ b
     np.testing.assert_allclose(out, exact, rtol=0, atol=1e-6 * depth * np.abs(exact).max())
     grad = rng.standard_normal((3, rows, columns)).astype(np.float32)
-    if depth % 4 == 0:  # a's columns are the rows of a^T @ grad: blocks of 4
+    if depth % numba_products.ROWS == 0:  # a's columns are the rows of a^T @ grad: in blocks
         out_t = np.full((3, depth, columns), np.nan, dtype=np.float32)
         numba_products.products_at(a, grad, out_t)
         exact_t = np.permute_dims(a.astype(np.float64), (0, 2, 1)) @ grad

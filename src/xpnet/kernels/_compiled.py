@@ -30,16 +30,54 @@ def available() -> ModuleType | None:
     return loops if ENABLED else None
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[ModuleType]:
-    """The loops module, set to run on the calling thread alone inside the block.
+LOOP_THREADS = os.environ.get("XPNET_LOOP_THREADS", "all")
+"""``all`` (the default): the loops run on every thread Numba has, and NumPy's BLAS on one
+(:func:`owns_cores`); ``1``: the loops on the calling thread alone, BLAS left as it is."""
+if LOOP_THREADS not in ("all", "1"):
+    raise ValueError(f"XPNET_LOOP_THREADS must be 'all' or '1'; got {LOOP_THREADS!r}")
 
-    The loops are compiled ``parallel=True``, which lets LLVM vectorise them (compiled
-    serially, the Winograd input transform ran 7x slower: unvectorised), but run on one
-    thread: after a matrix product OpenBLAS's worker threads spin on the other cores for
-    about 0.1 s, and two loop threads beside them measured 2x slower than one.
+_owns_cores: bool | None = None  # decided at the first loop's call
+
+
+def owns_cores() -> bool:
+    """Whether the loops run on all of Numba's threads: NumPy's BLAS set to one thread
+    (``threadpoolctl``, for the rest of the process) at the first call, unless
+    ``XPNET_LOOP_THREADS=1`` or threadpoolctl is missing.
+
+    Two pools of threads cannot share this project's two cores: after each matrix product
+    OpenBLAS's workers spin for about 0.1 s, and a two-thread loop started beside them
+    took 8 ms instead of 0.8 (a 16 -> 32 channel 5x5 convolution, batch 128). Setting
+    OpenBLAS to one thread after the fact does not stop workers already spinning, so it
+    is set once, before the loops first run, and the loops then take every core, as
+    PyTorch's one OpenMP pool does (benchmarks/README.md, seventh pass). The matrix products
+    left on BLAS (dense layers, im2col for first layers) run on one core.
+    """
+    global _owns_cores
+    if _owns_cores is None:
+        _owns_cores = False
+        if LOOP_THREADS == "all" and loops is not None:
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:  # pragma: no cover - depends on the environment
+                return False
+            threadpool_limits(limits=1, user_api="blas")
+            _owns_cores = True
+    return _owns_cores
+
+
+@contextlib.contextmanager
+def loop_threads() -> Iterator[ModuleType]:
+    """The loops module, on every Numba thread where :func:`owns_cores`, else on the
+    calling thread alone inside the block.
+
+    The loops are compiled ``parallel=True``, which also lets LLVM vectorise them
+    (compiled serially, the Winograd input transform ran 7x slower: unvectorised). On one
+    thread they leave BLAS's workers a core of their own.
     """
     assert loops is not None
+    if owns_cores():
+        yield loops
+        return
     previous = loops.get_num_threads()
     loops.set_num_threads(1)
     try:

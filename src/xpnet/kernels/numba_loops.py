@@ -8,7 +8,7 @@ once and writes its results once. The arithmetic is the same as the NumPy code i
 are checked against the generic convolution by ``tests/test_kernels.py``).
 
 Imported only through :mod:`xpnet.kernels._compiled`, which also runs them on one thread
-(see :func:`xpnet.kernels._compiled.one_thread`). No bounds checks: the callers pass
+(see :func:`xpnet.kernels._compiled.loop_threads`). No bounds checks: the callers pass
 arrays of the shapes documented here (the functional ops check gradient shapes first).
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads, njit, prange, set_num_threads
 
+from .numba_direct import conv_forward, conv_input_grad, conv_weight_grad
 from .numba_products import fits, products, products_at
 
 
@@ -446,6 +447,9 @@ __all__ = [
     "add_windows",
     "affine_pair",
     "channel_sums",
+    "conv_forward",
+    "conv_input_grad",
+    "conv_weight_grad",
     "fits",
     "get_num_threads",
     "grad_sums",

@@ -71,8 +71,10 @@ images takes through the transform -> products -> transform chain (:func:`image_
 
 COMPILED_PRODUCTS_MAX = 32 * 32
 """Layers of up to this many channel pairs (C_in * C_out) take the compiled products
-(:func:`products`); on one core they beat OpenBLAS's two there, and lost to them on
-32 -> 64 channels (benchmarks/README.md, sixth pass)."""
+(:func:`products`) when the loops run on one thread; on one core they beat OpenBLAS's two
+there, and lost to them on 32 -> 64 channels (benchmarks/README.md, sixth pass). Where
+the loops have every core (:func:`xpnet.kernels._compiled.owns_cores`), every layer takes
+them: BLAS is then on one thread."""
 
 USE_COMPILED_PRODUCTS = True
 """Whether :func:`products` may take the compiled loop at all (switchable to compare it
@@ -196,7 +198,7 @@ def products(
     if (
         USE_COMPILED_PRODUCTS
         and out.dtype == np.float32
-        and channel_pairs <= COMPILED_PRODUCTS_MAX
+        and (channel_pairs <= COMPILED_PRODUCTS_MAX or _compiled.owns_cores())
         and loops.fits(rows, b.shape[2], transposed=transposed)
     ):
         assert all(_matrices_contiguous(x) for x in (a, b))
@@ -225,7 +227,7 @@ def conv2d(
     out = np.empty((n, *out_hw, c_out), dtype=x.dtype)
     bias_or_none = np.empty(0, dtype=x.dtype) if bias is None else bias
     blocks, input_tiles = _blocks(x_nhwc, c_out, padding, (th, tw))
-    with _compiled.one_thread() as loops:  # the loops' thread setting; BLAS keeps its own
+    with _compiled.loop_threads() as loops:
         for block in blocks:
             v = input_tiles(loops, block)
             m = products(loops, v.reshape(16, -1, c_in), u)  # (tiles, C_in) @ (C_in, C_out)
@@ -254,7 +256,7 @@ def conv2d_backward(
     grad_bias = np.zeros(c_out, dtype=np.float64) if bias_grad else None
     grad_x = np.empty((n, *x_hw, c_in), dtype=u.dtype) if input_grad else None
     blocks, input_tiles = _blocks(x_nhwc, c_out, padding, (th, tw))
-    with _compiled.one_thread() as loops:
+    with _compiled.loop_threads() as loops:
         for block in blocks:
             images = slice(block.start, block.stop)
             v = input_tiles(loops, block)  # the forward's V, again

@@ -1,5 +1,7 @@
-"""Convolution on NumPy: im2col from channels-last memory, col2im offset by offset or in
-bands, and Winograd's F(2x2, 3x3) for 3x3 stride-1 layers (:mod:`xpnet.kernels.winograd`)."""
+"""Convolution on NumPy: Winograd's F(2x2, 3x3) for 3x3 stride-1 layers
+(:mod:`xpnet.kernels.winograd`), else a direct convolution for float32 layers of at least
+four channels in and blocks of 16 out (:mod:`xpnet.kernels.direct`), else im2col from
+channels-last memory, with col2im offset by offset or in bands."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..._saved import Conv2dSaved
 from ..._shapes import output_hw
 from ..._typing import IntPair
-from .. import winograd
+from .. import direct, winograd
 from .._registry import register
 from ._layout import BACKEND, as_nchw, channels_last
 
@@ -87,6 +89,12 @@ def conv2d_forward(
         saved = Conv2dSaved(tiles, weight, tuple(x.shape), stride, padding, has_bias, BACKEND)
         return as_nchw(out), saved
     oh, ow = output_hw((h, w), (kh, kw), stride, padding)
+    if direct.applies(tuple(weight.shape), x.dtype) and weight.dtype == x.dtype:
+        out, direct_input = direct.conv2d(channels_last(x), weight, bias, stride, padding, (oh, ow))
+        saved = Conv2dSaved(
+            direct_input, weight, tuple(x.shape), stride, padding, has_bias, BACKEND
+        )
+        return as_nchw(out), saved
     x_nhwc = pad_channels_last(channels_last(x), padding)
     cols = im2col_rows(x_nhwc, (kh, kw), stride, (oh, ow), ones_column=has_bias)
     weight_rows = np.permute_dims(weight, (0, 2, 3, 1)).reshape(c_out, kh * kw * c_in)
@@ -110,6 +118,16 @@ def conv2d_backward(
             channels_last(grad_out),
             saved.cols,
             (h, w),
+            saved.padding,
+            input_grad=input_grad,
+            bias_grad=saved.has_bias,
+        )
+        return (None if grad_x is None else as_nchw(grad_x)), grad_weight, grad_bias
+    if isinstance(saved.cols, direct.DirectInput):
+        grad_x, grad_weight, grad_bias = direct.conv2d_backward(
+            channels_last(grad_out),
+            saved.cols,
+            saved.stride,
             saved.padding,
             input_grad=input_grad,
             bias_grad=saved.has_bias,

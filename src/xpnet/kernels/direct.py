@@ -1,0 +1,130 @@
+"""Direct convolution on NumPy, forward and backward, without im2col's column matrix.
+
+The compiled loops are :mod:`xpnet.kernels.numba_direct`'s (through
+:mod:`xpnet.kernels.numba_loops`, on :func:`~xpnet.kernels._compiled.loop_threads`); this
+module pads the input,
+lays the weights out for them, and makes the gradients. It takes float32 layers whose
+output channels come in blocks of 16 and whose window rows (``kW * C_in`` floats) come in
+blocks of the micro-kernel's rows (:func:`applies`): the layers where im2col's column
+matrix is large (kernels of 5 and 7, many channels) and OpenBLAS runs the thin products
+slowly. The input gradient of a stride-1 layer is itself a direct convolution; a
+strided layer's goes through :func:`xpnet.kernels.numpy.conv.col2im_rows`, which needs
+no columns either. The backward keeps only the padded input (no column matrix: ``kH *
+kW`` times less memory saved).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .._typing import IntPair
+from . import _compiled
+
+MIN_CHANNELS = 4
+"""Fewer input channels (a first layer on 1 or 3) leave the window rows too short for
+the micro-kernel's inner loop; im2col's columns are small there, and it measured faster."""
+
+
+class DirectInput(NamedTuple):
+    """What the backward needs: the padded channels-last input and the weights."""
+
+    x_padded: np.ndarray  # (N, H + 2 ph, W + 2 pw, C_in), C-contiguous
+    weight: np.ndarray  # (C_out, C_in, kH, kW)
+
+
+def applies(weight_shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    """Whether the direct loops run this layer: float32, at least :data:`MIN_CHANNELS`
+    input channels, output channels in blocks of 16, window rows in blocks of the
+    micro-kernel's rows, and the compiled loops available."""
+    if dtype != np.float32 or _compiled.available() is None:
+        return False
+    from .numba_products import COLUMNS, ROWS
+
+    c_out, c_in, _, kw = weight_shape
+    return c_in >= MIN_CHANNELS and c_out % COLUMNS == 0 and (kw * c_in) % ROWS == 0
+
+
+def pad_input(x_nhwc: np.ndarray, padding: IntPair) -> np.ndarray:
+    """``x_nhwc`` zero-padded, as one C-contiguous array (the input itself when it is one
+    and needs no padding)."""
+    (ph, pw), (n, h, w, c) = padding, x_nhwc.shape
+    if ph == 0 and pw == 0:
+        return np.ascontiguousarray(x_nhwc)
+    padded = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x_nhwc.dtype)
+    padded[:, ph : ph + h, pw : pw + w] = x_nhwc
+    return padded
+
+
+def window_rows(weight: np.ndarray) -> np.ndarray:
+    """(C_out, C_in, kH, kW) -> (kH, kW * C_in, C_out), C-contiguous: the loops' layout."""
+    c_out, c_in, kh, kw = weight.shape
+    rows = np.permute_dims(weight, (2, 3, 1, 0)).reshape(kh, kw * c_in, c_out)
+    return np.ascontiguousarray(rows)
+
+
+def conv2d(
+    x_nhwc: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    stride: IntPair,
+    padding: IntPair,
+    out_hw: IntPair,
+) -> tuple[np.ndarray, DirectInput]:
+    """The (N, out_h, out_w, C_out) channels-last convolution of ``x_nhwc`` (any memory
+    layout) and what the backward needs."""
+    x_padded = pad_input(x_nhwc, padding)
+    c_out = weight.shape[0]
+    out = np.empty((x_nhwc.shape[0], *out_hw, c_out), dtype=x_nhwc.dtype)
+    bias_or_zeros = np.zeros(c_out, dtype=out.dtype) if bias is None else bias
+    with _compiled.loop_threads() as loops:
+        parts = max(1, min(loops.get_num_threads(), out.shape[0] * out.shape[1]))
+        loops.conv_forward(x_padded, window_rows(weight), bias_or_zeros, stride, parts, out)
+    return out, DirectInput(x_padded, weight)
+
+
+def conv2d_backward(
+    grad_nhwc: np.ndarray,
+    saved: DirectInput,
+    stride: IntPair,
+    padding: IntPair,
+    *,
+    input_grad: bool,
+    bias_grad: bool,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Gradients of :func:`conv2d`: input (N, H, W, C_in) channels-last or None, weight
+    (C_out, C_in, kH, kW), bias (C_out,) or None."""
+    x_padded, weight = saved
+    c_out, c_in, kh, kw = weight.shape
+    grad = np.ascontiguousarray(grad_nhwc)
+    grad_rows = np.zeros((kh, kw * c_in, c_out), dtype=np.float64)
+    with _compiled.loop_threads() as loops:
+        parts = max(1, min(loops.get_num_threads(), grad.shape[0]))
+        loops.conv_weight_grad(x_padded, grad, *stride, parts, grad_rows)
+    grad_weight = np.permute_dims(grad_rows.reshape(kh, kw, c_in, c_out), (3, 2, 0, 1))
+    grad_weight = np.ascontiguousarray(grad_weight, dtype=weight.dtype)
+    grad_bias = None
+    if bias_grad:
+        grad_bias = grad.sum(axis=(0, 1, 2), dtype=np.float64).astype(weight.dtype)
+    if not input_grad:
+        return None, grad_weight, grad_bias
+    _, hp, wp, _ = x_padded.shape
+    (ph, pw), h, w = padding, hp - 2 * padding[0], wp - 2 * padding[1]
+    grad_padded = np.empty_like(x_padded)
+    with _compiled.loop_threads() as loops:
+        loops.conv_input_grad(grad, gradient_rows(weight), (kh, kw), stride, grad_padded)
+    return grad_padded[:, ph : ph + h, pw : pw + w], grad_weight, grad_bias
+
+
+def gradient_rows(weight: np.ndarray) -> np.ndarray:
+    """(C_out, C_in, kH, kW) -> (C_out, K16): each filter as one row ordered (ky, kx, c),
+    zeros after it up to a multiple of 16 columns (the micro-kernel's blocks)."""
+    c_out, c_in, kh, kw = weight.shape
+    k = kh * kw * c_in
+    rows = np.zeros((c_out, -(-k // 16) * 16), dtype=weight.dtype)
+    rows[:, :k] = np.permute_dims(weight, (0, 2, 3, 1)).reshape(c_out, k)
+    return rows
+
+
+__all__ = ["DirectInput", "applies", "conv2d", "conv2d_backward"]

@@ -1,0 +1,160 @@
+"""Direct convolution on the register-blocked micro-kernel (Numba), forward and weight gradient.
+
+im2col copies every window of the input into a column matrix, ``kH * kW`` times the
+input's size, then hands it to BLAS: a 5x5 layer of 16 -> 32 channels at 28x28, batch 128,
+writes 160 MB of columns to multiply them by a 400 x 32 matrix, a product too thin for
+OpenBLAS (benchmarks/README.md). Here the micro-kernel of
+:mod:`xpnet.kernels.numba_products` reads the windows where they lie, in the padded
+channels-last input:
+
+- **Forward.** :data:`~xpnet.kernels.numba_products.ROWS` neighbouring outputs of one
+  output row are a block of the result; their windows start ``stride * C_in`` floats
+  apart, and each of a window's ``kH`` rows is ``kW * C_in`` contiguous floats. So the
+  block is the micro-kernel's sum over ``kH`` segments of ``kW * C_in`` steps, against the
+  weights as a (kH, kW * C_in, C_out) array, the sums in registers throughout. A row's
+  last block ends at its last output (overlapping the one before, whose sums it writes
+  again, equal); the bias is added after.
+- **Weight gradient.** ``d(weight)[ky, kx, c, :]``, ROWS consecutive ``(kx, c)`` at a
+  time, is the same micro-kernel with the roles turned: its inner dimension walks the
+  output positions of one image (``out_h`` segments of ``out_w`` steps), ``a`` the input
+  at that offset, ``b`` the output gradient. Each image's sums are float32 in that order;
+  the images' sums are added in float64, one buffer per thread.
+- **Input gradient.** ROWS output positions' window gradients at a time, (ROWS, C_out)
+  of the output gradient times the (C_out, kH * kW * C_in) weights, into a small buffer
+  (col2im's columns, one block of them), each row then added into its window of the
+  padded input's gradient: any stride, and one image's windows on one thread.
+
+No bounds checks: :mod:`xpnet.kernels.direct` passes arrays of the documented shapes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .numba_products import COLUMNS, ROWS, _add_block, _block
+
+
+@njit(parallel=True, cache=True)
+def conv_forward(  # pragma: no cover - compiled
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: tuple[int, int], parts: int,
+    out: np.ndarray,
+) -> None:  # fmt: skip
+    """``out`` (N, out_h, out_w, C_out) = the convolution of padded channels-last ``x``
+    (N, H_p, W_p, C_in) with ``weight`` (kH, kW * C_in, C_out), plus ``bias`` (C_out,);
+    float32, C-contiguous, C_out a multiple of 16. The blocks are cut into ``parts`` (one
+    a thread)."""
+    n, hp, wp, c = x.shape
+    kh, segment, c_out = weight.shape
+    oh, ow = out.shape[1], out.shape[2]
+    stride_h, stride_w = stride
+    positions = n * oh * ow
+    blocks = -(-positions // ROWS)
+    for part in prange(parts):
+        windows = np.empty(ROWS, dtype=np.intp)  # each row's window in x
+        outputs = np.empty(ROWS, dtype=np.intp)  # and its place in out
+        for block in range(part * blocks // parts, (part + 1) * blocks // parts):
+            for r in range(ROWS):  # past the last position: the last one again, same sums
+                q = min(block * ROWS + r, positions - 1)
+                i, rest = q // (oh * ow), q % (oh * ow)
+                oy, ox = rest // ow, rest % ow
+                windows[r] = ((i * hp + oy * stride_h) * wp + ox * stride_w) * c
+                outputs[r] = q * c_out
+            for j in range(0, c_out, COLUMNS):
+                _block(
+                    x, 0, windows, 1, weight, j, c_out, out, j, outputs,
+                    segment, kh, wp * c, segment * c_out,
+                )  # fmt: skip
+    rows = out.reshape(positions, c_out)
+    for q in prange(positions):
+        rows[q] += bias
+
+
+@njit(parallel=True, cache=True)
+def conv_weight_grad(  # pragma: no cover - compiled
+    x: np.ndarray, grad: np.ndarray, stride_h: int, stride_w: int, parts: int, out: np.ndarray
+) -> None:
+    """``out`` (kH, kW * C_in, C_out) float64 = d(loss)/d(weight) of :func:`conv_forward`
+    from padded ``x`` (N, H_p, W_p, C_in) and the output gradient ``grad`` (N, out_h,
+    out_w, C_out), both float32 and C-contiguous; ``kW * C_in`` a multiple of ROWS,
+    C_out of 16. The images are cut into ``parts`` (one a thread), each summed apart."""
+    n, hp, wp, c = x.shape
+    oh, ow, c_out = grad.shape[1], grad.shape[2], grad.shape[3]
+    kh, segment = out.shape[0], out.shape[1]
+    totals = np.zeros((parts, kh, segment, c_out), dtype=np.float64)
+    for part in prange(parts):
+        image_sums = np.empty((kh, segment, c_out), dtype=np.float32)
+        for i in range(part * n // parts, (part + 1) * n // parts):
+            image_sums[:] = 0
+            for ky in range(kh):
+                for k in range(0, segment, ROWS):
+                    for j in range(0, c_out, COLUMNS):
+                        _add_block(
+                            x, ((i * hp + ky) * wp) * c + k, 1, stride_w * c,
+                            grad, i * oh * ow * c_out + j, c_out,
+                            image_sums, (ky * segment + k) * c_out + j, c_out,
+                            ow, oh, stride_h * wp * c, ow * c_out,
+                        )  # fmt: skip
+            totals[part] += image_sums
+    out[:] = 0
+    for part in range(parts):
+        out += totals[part]
+
+
+@njit(parallel=True, cache=True)
+def conv_input_grad(  # pragma: no cover - compiled
+    grad: np.ndarray, weight_t: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+    out: np.ndarray,
+) -> None:  # fmt: skip
+    """``out`` (N, H_p, W_p, C_in) = d(loss)/d(padded x) of :func:`conv_forward` from the
+    output gradient ``grad`` (N, out_h, out_w, C_out) and ``weight_t`` (C_out, K16): the
+    weights as (C_out, kH * kW * C_in) rows, zero columns after them up to a multiple of
+    16. All float32, C-contiguous; one image a thread (neighbouring windows overlap)."""
+    n, oh, ow, c_out = grad.shape
+    hp, wp, c = out.shape[1], out.shape[2], out.shape[3]
+    width = weight_t.shape[1]
+    (kh, kw), (stride_h, stride_w) = kernel, stride
+    segment = kw * c
+    positions = oh * ow
+    # With C_in a multiple of 16, each 16 columns of a window row lie in one row of the
+    # input, and the blocks of ROWS windows do not overlap (same row: ``stride * C_in >=
+    # 16`` floats apart; other rows: other input rows): the micro-kernel adds its block
+    # straight into the input's gradient (it loads all its rows' sums before it stores
+    # any). Otherwise, and for an image's last block, the window gradients go to ``sums``
+    # first, and each window row is added as a whole.
+    in_place = c % COLUMNS == 0
+    grad_rows = grad.reshape(n * positions, c_out)
+    flat = out.reshape(-1)
+    for i in prange(n):
+        out[i] = 0
+        sums = np.empty((ROWS, width), dtype=np.float32)
+        windows = np.empty(ROWS, dtype=np.intp)  # each row's window in out
+        rows = np.empty(ROWS, dtype=np.intp)  # and its gradient row
+        for q in range(0, positions, ROWS):
+            count = min(ROWS, positions - q)
+            for r in range(ROWS):  # past the image's last position: that one again
+                position = q + min(r, count - 1)
+                oy, ox = position // ow, position % ow
+                windows[r] = ((i * hp + oy * stride_h) * wp + ox * stride_w) * c
+                rows[r] = (i * positions + position) * c_out
+            if in_place and count == ROWS:
+                for ky in range(kh):
+                    for j in range(0, segment, COLUMNS):
+                        _add_block(
+                            grad_rows, 0, rows, 1, weight_t, ky * segment + j, width,
+                            out, ky * wp * c + j, windows, c_out, 1, 0, 0,
+                        )  # fmt: skip
+                continue
+            for j in range(0, width, COLUMNS):
+                _block(
+                    grad_rows, 0, rows, 1, weight_t, j, width, sums, j, width,
+                    c_out, 1, 0, 0,
+                )  # fmt: skip
+            for r in range(count):
+                for ky in range(kh):
+                    start = windows[r] + ky * wp * c
+                    window_row = flat[start : start + segment]  # kW * C_in floats in a row
+                    window_row += sums[r, ky * segment : (ky + 1) * segment]
+
+
+__all__ = ["conv_forward", "conv_input_grad", "conv_weight_grad"]
