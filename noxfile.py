@@ -4,7 +4,8 @@
   over every backend (``numpy``, ``numpy-generic``, ``array_api_strict``, ``torch``,
   ``torch-cuda``, ``cupy``, ``jax``; one that is not usable here is skipped with the reason;
   ``jax`` also runs the compiled step and JAX's autodiff as a second reference; the ``jax``
-  backend's tests run in a second pytest process beside the rest, on the other core), the
+  backend's tests and those two run in a second pytest process beside the rest, on the
+  other core, their coverage combined with the rest's), the
   data-parallel tests under ``mpiexec -n 2`` (mpi4py and MPICH's wheel), coverage against a
   floor (``[tool.coverage.report] fail_under``), then the docstring examples. Tests that do not
   depend on the backend run once. ``XPNET_TEST_BACKENDS=torch nox -s tests``: one backend;
@@ -59,17 +60,20 @@ def tests(session: nox.Session) -> None:
         session.run("pytest", *session.posargs, env=TEST_ENV)
         return
     # The jax backend's tests compile on one core (eager JAX compiles each operation per
-    # shape, single-threaded) while the rest runs beside them; they carry no coverage
-    # (conftest.COVERED), so nothing is lost by running them in a process of their own.
-    jax_part, jax_log = _start_jax_backend_part(session)
+    # shape, single-threaded) while the rest runs beside them; the JAX-only modules
+    # (conftest.JAX_PART: the compiled step, JAX's autodiff) go with them, and their
+    # coverage (compiled.py) joins the rest's before the floor is checked.
+    jax_part, jax_log, jax_coverage = _start_jax_backend_part(session)
     try:
-        session.run("pytest", "--cov=xpnet", "--cov-report=term", "--durations=15",
-                    env={**TEST_ENV, "XPNET_TEST_PART": "without-jax-backend"})  # fmt: skip
+        session.run("pytest", "--cov=xpnet", "--cov-report=", "--cov-fail-under=0",
+                    "--durations=15", env={**TEST_ENV, "XPNET_TEST_PART": "without-jax-backend"})  # fmt: skip
     finally:
         code = jax_part.wait()
         session.log(f"the jax backend's tests, run beside the rest:\n{jax_log.read_text()}")
     if code != 0:
         session.error(f"the jax backend's tests failed (exit code {code}): see above")
+    session.run("coverage", "combine", "--append", str(jax_coverage))
+    session.run("coverage", "report")  # fails under [tool.coverage.report] fail_under
     # kernels/cupy.py imports cupy at the top (and holds no examples): skip it by path
     where = "import pathlib, xpnet.kernels as k; print(pathlib.Path(k.__file__).parent)"
     kernels = str(session.run("python", "-c", where, silent=True)).strip()
@@ -78,18 +82,21 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "--doctest-modules", ignore, "--pyargs", "xpnet", env=doctest_env)
 
 
-def _start_jax_backend_part(session: nox.Session) -> tuple[subprocess.Popen, Path]:
+def _start_jax_backend_part(session: nox.Session) -> tuple[subprocess.Popen, Path, Path]:
     """Start pytest on the jax backend's tests alone, in the background; its output goes to
-    a log in the session's temporary folder."""
-    log = Path(session.create_tmp()) / "jax-backend.log"
+    a log and its coverage to a data file, both in the session's temporary folder."""
+    tmp = Path(session.create_tmp())
+    log, coverage = tmp / "jax-backend.log", tmp / ".coverage.jax-backend"
+    coverage.unlink(missing_ok=True)
     bin_dir = str(session.bin)
     env = {**os.environ, **TEST_ENV, "XPNET_TEST_BACKENDS": "jax", "XPNET_TEST_PART": "jax-backend"}
-    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    env.update(PATH=bin_dir + os.pathsep + env.get("PATH", ""), COVERAGE_FILE=str(coverage))
     python = str(Path(bin_dir, "python"))
-    command = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=5"]
+    command = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=5",
+               "--cov=xpnet", "--cov-report=", "--cov-fail-under=0"]  # fmt: skip
     with log.open("w") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
-    return process, log
+    return process, log, coverage
 
 
 @nox.session(venv_backend="none")

@@ -65,7 +65,9 @@ def _runs_in_background(item: pytest.Item) -> bool:
 PART = os.environ.get("XPNET_TEST_PART", "")
 """``nox -s tests`` runs the suite as two processes side by side (the JAX backend's tests
 compile on one core while the rest runs on the other): ``jax-backend`` keeps only the tests
-of the ``jax`` backend, ``without-jax-backend`` everything else; unset, everything."""
+of the ``jax`` backend and of the modules that set ``JAX_PART = True`` (JAX alone: the
+compiled step, JAX's autodiff as a reference), ``without-jax-backend`` everything else;
+unset, everything."""
 PARTS = ("", "jax-backend", "without-jax-backend")
 
 
@@ -74,13 +76,17 @@ def _xp_param(item: pytest.Item) -> str | None:
     return None if callspec is None else callspec.params.get("xp")
 
 
+def _in_jax_part(item: pytest.Item) -> bool:
+    return _xp_param(item) == "jax" or getattr(getattr(item, "module", None), "JAX_PART", False)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if PART not in PARTS:
         raise pytest.UsageError(f"XPNET_TEST_PART must be one of {PARTS}; got {PART!r}")
     if PART:
         keep_jax = PART == "jax-backend"
-        kept = [item for item in items if (_xp_param(item) == "jax") == keep_jax]
-        dropped = [item for item in items if (_xp_param(item) == "jax") != keep_jax]
+        kept = [item for item in items if _in_jax_part(item) == keep_jax]
+        dropped = [item for item in items if _in_jax_part(item) != keep_jax]
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
     for item in items:
