@@ -80,12 +80,13 @@ def winograd_cases(draw) -> WindowCase:
 
 @st.composite
 def direct_cases(draw) -> WindowCase:
-    """Where the NumPy kernel takes the direct convolution (float32; C_out in blocks of 16,
-    ``kW * C_in`` in blocks of the micro-kernel's rows): C_in a multiple of 16 (the input
-    gradient added in place) or not, output rows shorter and longer than a block, any
-    stride and padding, sometimes an empty batch."""
+    """Where the NumPy kernel takes the direct convolution (float32, C_out in blocks of
+    16): C_in a multiple of 16 (the input gradient added in place) or not, ``kW * C_in`` in
+    blocks of the micro-kernel's rows (the weight gradient by the loops) or not (by
+    im2col), outputs fewer and more than a block, any stride and padding, sometimes an
+    empty batch."""
     kernel = (draw(st.sampled_from([1, 3, 5, 7])), draw(st.sampled_from([2, 3, 5, 7])))
-    c_in = draw(st.sampled_from([8, 16, 24, 32]))
+    c_in = draw(st.sampled_from([1, 3, 8, 16, 24, 32]))
     padding = tuple(draw(st.integers(0, k - 1)) for k in kernel)
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     return WindowCase(

@@ -127,26 +127,38 @@ def compiled(monkeypatch):
     return switch
 
 
+@pytest.fixture
+def winograd_first(monkeypatch):
+    """Winograd for every 3x3 stride-1 layer it takes, whatever the direct loops would."""
+    from xpnet.kernels import direct
+
+    monkeypatch.setattr(direct, "beats_winograd", lambda *shape: False)
+
+
 @needs_numba
 def test_direct_convolution_takes_float32_layers_whose_blocks_fit(compiled):
-    """The direct loops (:mod:`xpnet.kernels.direct`) run float32 layers of >= 4 input
-    channels and blocks of 16 output channels that Winograd does not take; float64, other
-    channel counts and a run without the compiled loops go to im2col, whose saved columns
-    are an ndarray."""
+    """The direct loops (:mod:`xpnet.kernels.direct`) run float32 layers whose output
+    channels come in blocks of 16 and that Winograd does not take (first layers too, whose
+    weight gradient comes from im2col columns); float64, other channel counts and a run
+    without the compiled loops go to im2col, whose saved columns are an ndarray."""
     from xpnet.kernels.direct import DirectInput
 
     compiled(True)
     x = np.ones((2, 16, 9, 9), dtype=np.float32)
-    for kernel, stride in [(5, 1), (7, 2), (3, 2)]:
-        weight = np.ones((32, 16, kernel, kernel), np.float32)
-        assert isinstance(F.conv2d_forward(x, weight, stride=stride)[1].cols, DirectInput)
-    assert isinstance(
-        F.conv2d_forward(x, np.ones((32, 16, 3, 3), np.float32))[1].cols, WinogradTiles
-    )
+    for kernel, stride, c_in in [(5, 1, 16), (7, 2, 16), (3, 2, 16), (5, 1, 1), (3, 1, 1)]:
+        weight = np.ones((32, c_in, kernel, kernel), np.float32)
+        saved = F.conv2d_forward(x[:, :c_in], weight, stride=stride)[1]
+        assert isinstance(saved.cols, DirectInput)
+    # 3x3 stride 1: Winograd for many channel pairs and positions, the loops otherwise
+    wide = np.ones((32, 32, 3, 3), np.float32)
+    big_batch = np.ones((64, 32, 9, 9), np.float32)  # 64 * 7 * 7 = 3136 positions, padded 5184
+    assert isinstance(F.conv2d_forward(big_batch, wide, padding=1)[1].cols, WinogradTiles)
+    assert isinstance(F.conv2d_forward(big_batch[:2], wide, padding=1)[1].cols, DirectInput)
+    few_pairs = np.ones((32, 16, 3, 3), np.float32)
+    assert isinstance(F.conv2d_forward(big_batch[:, :16], few_pairs)[1].cols, DirectInput)
     for x_, weight in [
         (x.astype(np.float64), np.ones((32, 16, 5, 5))),  # float64
         (x, np.ones((24, 16, 5, 5), np.float32)),  # C_out not in blocks of 16
-        (x[:, :2], np.ones((16, 2, 5, 5), np.float32)),  # too few input channels
     ]:
         assert isinstance(F.conv2d_forward(x_, weight)[1].cols, np.ndarray)
     compiled(False)
@@ -188,7 +200,9 @@ def _conv_reference(x, w, b, padding):
     ("c_in", "c_out", "side", "padding"),
     [(4, 3, 7, 1), (16, 32, 14, 1), (32, 64, 14, 1), (64, 64, 9, 0)],
 )
-def test_winograd_float32_error_against_float64(compiled, c_in, c_out, side, padding):
+def test_winograd_float32_error_against_float64(
+    compiled, winograd_first, c_in, c_out, side, padding
+):
     """F(2x2, 3x3) in float32 stays within a few float32 roundings of the exact sum: the
     worst error relative to the output's largest value is below 1e-6 (measured: 2e-7 to
     5e-7; the direct im2col sum: 1e-7 to 3e-7)."""
@@ -265,7 +279,7 @@ def test_compiled_products_against_float64(rows, depth, columns):
 
 
 @needs_numba
-def test_winograd_compiled_products_equal_blas(compiled, monkeypatch):
+def test_winograd_compiled_products_equal_blas(compiled, winograd_first, monkeypatch):
     """A 16 -> 16 layer (its products compiled) forward and backward with the compiled
     products and with ``np.matmul``'s: equal within float32 rounding."""
     compiled(True)

@@ -271,6 +271,41 @@ def test_batch_norm_then_relu_runs_as_one_op_with_the_same_results(xp, backend, 
     np.testing.assert_array_equal(as_np(relu.backward(x)), np.where(as_np(x) > 0, as_np(x), 0))
 
 
+@pytest.mark.parametrize(("conv_bias", "affine"), [(False, True), (True, True), (True, False)])
+def test_inference_mode_folds_batch_norm_into_the_conv_before_it(xp, backend, conv_bias, affine, rng):  # fmt: skip
+    """Inside ``nn.inference_mode`` an eval-mode conv + batch norm pair runs as one conv
+    with folded weights and bias: the output equals the layers' to float32 rounding (random
+    running statistics, with and without the conv's bias and the norm's affine), neither
+    layer keeps anything, so ``backward`` raises naming inference mode; in training mode
+    nothing is folded."""
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1, bias=conv_bias, rng=0, backend=backend),
+        nn.BatchNorm2d(16, affine=affine, backend=backend),
+        nn.ReLU(),
+        nn.Conv2d(16, 4, 3, stride=2, rng=1, backend=backend),
+    )
+    norm = model.layers[1]
+    norm.running_mean.data = on(xp, rng.standard_normal(16), "float32")
+    norm.running_var.data = on(xp, rng.random(16) + 0.5, "float32")
+    if affine:
+        norm.weight.data = on(xp, rng.standard_normal(16), "float32")
+        norm.bias.data = on(xp, rng.standard_normal(16), "float32")
+    x = on(xp, rng.standard_normal((2, 3, 9, 9)), "float32")
+    model.eval()
+    expected = as_np(model(x))
+    model.backward(on(xp, np.ones(expected.shape), "float32"))  # eval mode keeps a backward
+    with nn.inference_mode():
+        folded = model(x)
+    assert norm._saved is None and model.layers[0]._saved is None
+    np.testing.assert_allclose(as_np(folded), expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+    with pytest.raises(RuntimeError, match="inference_mode"):
+        model.backward(on(xp, np.ones(expected.shape), "float32"))
+    model.train()
+    with nn.inference_mode():
+        model(x)
+    assert norm._saved is not None  # training mode: the batch's statistics, not folded
+
+
 @pytest.mark.parametrize("input_grad", [True, False])
 def test_relu_then_max_pool_pools_first_with_the_same_results(xp, backend, input_grad, rng):
     """``Sequential`` runs a ``ReLU`` followed by a ``MaxPool2d`` pooling first (the ReLU

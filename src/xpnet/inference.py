@@ -1,8 +1,9 @@
 """Inference on any backend: evaluation and prediction in eval mode, in batches on the device.
 
 :func:`evaluate` (mean cross-entropy and accuracy), :func:`probabilities` (on the model's
-backend and device) and :func:`predict` (as NumPy) run the model in eval mode over batches
-of ``batch_size`` images taken on the model's device. :func:`to_model_device` and the
+backend and device) and :func:`predict` (as NumPy) run the model in eval mode, inside
+:func:`xpnet.nn.inference_mode` (batch norm folded into the convolution before it), over
+batches of ``batch_size`` images taken on the model's device. :func:`to_model_device` and the
 dataset checks here are what :mod:`xpnet.train` shares with them.
 """
 
@@ -19,7 +20,7 @@ from ._backend import asarray, backend_of, index_dtype, to_numpy
 from ._typing import Array, Namespace
 from .functional import softmax
 from .functional.softmax import check_labels
-from .nn import CrossEntropyLoss, Module
+from .nn import CrossEntropyLoss, Module, inference_mode
 
 
 def model_place(model: Module) -> tuple[str, Any, Namespace]:
@@ -60,7 +61,9 @@ def _batched_logits(model: Module, x: Any, batch_size: int) -> Iterator[tuple[in
     try:
         n = x.shape[0]
         for start in range(0, n, batch_size):
-            yield start, model(x[start : min(start + batch_size, n), ...])
+            with inference_mode():  # not around the yield: the caller's code is not in it
+                logits = model(x[start : min(start + batch_size, n), ...])
+            yield start, logits
     finally:
         model.train(was_training)
 

@@ -22,10 +22,6 @@ import numpy as np
 from .._typing import IntPair
 from . import _compiled
 
-MIN_CHANNELS = 4
-"""Fewer input channels (a first layer on 1 or 3) leave the window rows too short for
-the micro-kernel's inner loop; im2col's columns are small there, and it measured faster."""
-
 
 class DirectInput(NamedTuple):
     """What the backward needs: the padded channels-last input and the weights."""
@@ -35,15 +31,43 @@ class DirectInput(NamedTuple):
 
 
 def applies(weight_shape: tuple[int, ...], dtype: np.dtype) -> bool:
-    """Whether the direct loops run this layer: float32, at least :data:`MIN_CHANNELS`
-    input channels, output channels in blocks of 16, window rows in blocks of the
-    micro-kernel's rows, and the compiled loops available."""
+    """Whether the direct loops run this layer's forward and input gradient: float32,
+    output channels in blocks of 16, and the compiled loops available."""
     if dtype != np.float32 or _compiled.available() is None:
         return False
-    from .numba_products import COLUMNS, ROWS
+    from .numba_products import COLUMNS
 
-    c_out, c_in, _, kw = weight_shape
-    return c_in >= MIN_CHANNELS and c_out % COLUMNS == 0 and (kw * c_in) % ROWS == 0
+    return weight_shape[0] % COLUMNS == 0
+
+
+WINOGRAD_MIN_CHANNEL_PAIRS = 32 * 32
+"""3x3 stride-1 layers of at least this many channel pairs (C_in * C_out) go to Winograd's
+F(2x2, 3x3) where both apply (:func:`beats_winograd`): measured in alternating pairs at
+batch 128 (forward + backward), the direct loops took 0.49x Winograd's time on 16 -> 16
+channels at 14x14 and 0.84-1.04x on 16 -> 32, 1.03x on 32 -> 32 at 7x7, and 1.05-1.50x on
+32 -> 64 and 64 -> 64 (benchmarks/README.md, seventh pass)."""
+
+WINOGRAD_MIN_POSITIONS = 4096
+"""...and at least this many output positions (N * out_h * out_w): Winograd's fixed cost
+a call (the weights' transform, the blocks' set-up) is 40-70 us, which a small batch does
+not repay (one image, 16 -> 16 channels at 14x14: 71 us forward against the direct
+loops' 38)."""
+
+
+def beats_winograd(c_in: int, c_out: int, positions: int) -> bool:
+    """Whether a 3x3 stride-1 layer that both take runs on the direct loops."""
+    return c_in * c_out < WINOGRAD_MIN_CHANNEL_PAIRS or positions < WINOGRAD_MIN_POSITIONS
+
+
+def weight_grad_applies(weight_shape: tuple[int, ...]) -> bool:
+    """Whether they also make its weight gradient: window rows (``kW * C_in`` floats) in
+    blocks of the micro-kernel's rows. A first layer (1 or 3 input channels) takes its
+    weight gradient from the input's im2col columns instead
+    (:func:`xpnet.kernels.numpy.conv.conv2d_backward`)."""
+    from .numba_products import ROWS
+
+    _, c_in, _, kw = weight_shape
+    return (kw * c_in) % ROWS == 0
 
 
 def pad_input(x_nhwc: np.ndarray, padding: IntPair) -> np.ndarray:
@@ -91,30 +115,30 @@ def conv2d_backward(
     padding: IntPair,
     *,
     input_grad: bool,
-    bias_grad: bool,
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """Gradients of :func:`conv2d`: input (N, H, W, C_in) channels-last or None, weight
-    (C_out, C_in, kH, kW), bias (C_out,) or None."""
+    weight_grad: bool,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Gradients of :func:`conv2d`: input (N, H, W, C_in) channels-last and weight
+    (C_out, C_in, kH, kW), each None where not asked for (``weight_grad`` needs
+    :func:`weight_grad_applies`)."""
     x_padded, weight = saved
     c_out, c_in, kh, kw = weight.shape
     grad = np.ascontiguousarray(grad_nhwc)
-    grad_rows = np.zeros((kh, kw * c_in, c_out), dtype=np.float64)
-    with _compiled.loop_threads() as loops:
-        parts = max(1, min(loops.get_num_threads(), grad.shape[0]))
-        loops.conv_weight_grad(x_padded, grad, *stride, parts, grad_rows)
-    grad_weight = np.permute_dims(grad_rows.reshape(kh, kw, c_in, c_out), (3, 2, 0, 1))
-    grad_weight = np.ascontiguousarray(grad_weight, dtype=weight.dtype)
-    grad_bias = None
-    if bias_grad:
-        grad_bias = grad.sum(axis=(0, 1, 2), dtype=np.float64).astype(weight.dtype)
-    if not input_grad:
-        return None, grad_weight, grad_bias
-    _, hp, wp, _ = x_padded.shape
-    (ph, pw), h, w = padding, hp - 2 * padding[0], wp - 2 * padding[1]
-    grad_padded = np.empty_like(x_padded)
-    with _compiled.loop_threads() as loops:
-        loops.conv_input_grad(grad, gradient_rows(weight), (kh, kw), stride, grad_padded)
-    return grad_padded[:, ph : ph + h, pw : pw + w], grad_weight, grad_bias
+    grad_weight = grad_x = None
+    if weight_grad:
+        grad_rows = np.zeros((kh, kw * c_in, c_out), dtype=np.float64)
+        with _compiled.loop_threads() as loops:
+            parts = max(1, min(loops.get_num_threads(), grad.shape[0]))
+            loops.conv_weight_grad(x_padded, grad, *stride, parts, grad_rows)
+        grad_weight = np.permute_dims(grad_rows.reshape(kh, kw, c_in, c_out), (3, 2, 0, 1))
+        grad_weight = np.ascontiguousarray(grad_weight, dtype=weight.dtype)
+    if input_grad:
+        _, hp, wp, _ = x_padded.shape
+        (ph, pw), h, w = padding, hp - 2 * padding[0], wp - 2 * padding[1]
+        grad_padded = np.empty_like(x_padded)
+        with _compiled.loop_threads() as loops:
+            loops.conv_input_grad(grad, gradient_rows(weight), (kh, kw), stride, grad_padded)
+        grad_x = grad_padded[:, ph : ph + h, pw : pw + w]
+    return grad_x, grad_weight
 
 
 def gradient_rows(weight: np.ndarray) -> np.ndarray:
@@ -127,4 +151,11 @@ def gradient_rows(weight: np.ndarray) -> np.ndarray:
     return rows
 
 
-__all__ = ["DirectInput", "applies", "conv2d", "conv2d_backward"]
+__all__ = [
+    "DirectInput",
+    "applies",
+    "beats_winograd",
+    "conv2d",
+    "conv2d_backward",
+    "weight_grad_applies",
+]

@@ -50,24 +50,35 @@ def conv_forward(  # pragma: no cover - compiled
     stride_h, stride_w = stride
     positions = n * oh * ow
     blocks = -(-positions // ROWS)
+    rows = out.reshape(positions, c_out)
     for part in prange(parts):
         windows = np.empty(ROWS, dtype=np.intp)  # each row's window in x
         outputs = np.empty(ROWS, dtype=np.intp)  # and its place in out
+        first = part * blocks // parts * ROWS
+        i, rest = first // (oh * ow), first % (oh * ow)
+        oy, ox = rest // ow, rest % ow  # the next position, counted on (no divisions)
         for block in range(part * blocks // parts, (part + 1) * blocks // parts):
-            for r in range(ROWS):  # past the last position: the last one again, same sums
-                q = min(block * ROWS + r, positions - 1)
-                i, rest = q // (oh * ow), q % (oh * ow)
-                oy, ox = rest // ow, rest % ow
-                windows[r] = ((i * hp + oy * stride_h) * wp + ox * stride_w) * c
-                outputs[r] = q * c_out
+            for r in range(ROWS):
+                q = block * ROWS + r
+                if q < positions:
+                    windows[r] = ((i * hp + oy * stride_h) * wp + ox * stride_w) * c
+                    outputs[r] = q
+                    ox += 1
+                    if ox == ow:
+                        ox, oy = 0, oy + 1
+                        if oy == oh:
+                            oy, i = 0, i + 1
+                else:  # past the last position: the last one again (the same sums)
+                    windows[r], outputs[r] = windows[r - 1], outputs[r - 1]
+            for r in range(ROWS):
+                rows[outputs[r]] = bias  # the block's sums start from the bias
+            for r in range(ROWS):
+                outputs[r] *= c_out
             for j in range(0, c_out, COLUMNS):
-                _block(
+                _add_block(
                     x, 0, windows, 1, weight, j, c_out, out, j, outputs,
                     segment, kh, wp * c, segment * c_out,
                 )  # fmt: skip
-    rows = out.reshape(positions, c_out)
-    for q in prange(positions):
-        rows[q] += bias
 
 
 @njit(parallel=True, cache=True)

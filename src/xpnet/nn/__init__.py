@@ -12,7 +12,7 @@ from .layers import (
     Sequential,
 )
 from .losses import CrossEntropyLoss, MSELoss
-from .module import Buffer, Module, Parameter, from_spec
+from .module import Buffer, Module, Parameter, from_spec, inference_mode
 from .normalization import BatchNorm1d, BatchNorm2d
 from .residual import Residual
 
@@ -38,4 +38,5 @@ __all__ = [
     "Softmax",
     "Tanh",
     "from_spec",
+    "inference_mode",
 ]

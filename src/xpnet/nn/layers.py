@@ -13,7 +13,7 @@ from .._typing import Array
 from .._validation import flag, namespace_of, pair, positive_int
 from ..functional.pool import check_pool_args
 from .activations import ReLU
-from .module import Module, Parameter
+from .module import Module, Parameter, in_inference_mode
 from .normalization import _BatchNorm
 
 
@@ -292,6 +292,37 @@ class Dropout(Module):
         return {"p": self.p}
 
 
+def _folds_into_conv(layer: Module | None) -> bool:
+    """Whether ``layer`` is a batch norm in eval mode that normalises by running
+    statistics, and nothing more (not a subclass with a forward of its own)."""
+    return (
+        isinstance(layer, _BatchNorm)
+        and layer.fuses_relu()
+        and not layer.training
+        and layer.track_running_stats
+    )
+
+
+def _folded_conv(conv: Conv2d, norm: _BatchNorm, x: Array) -> Array:
+    """``norm(conv(x))`` as one convolution: with ``s = gamma / sqrt(running_var + eps)``,
+    weights ``W * s`` (per output channel) and bias ``(b - running_mean) * s + beta``.
+    Neither layer keeps anything for ``backward``."""
+    xp = namespace_of("Conv2d", x=x)
+    weight = conv.weight.data
+    scale = 1.0 / xp.sqrt(norm.running_var.data + norm.eps)
+    shift = -norm.running_mean.data
+    if conv.bias is not None:
+        shift = shift + conv.bias.data
+    if norm.weight is not None and norm.bias is not None:
+        scale = scale * norm.weight.data
+    bias = shift * scale
+    if norm.weight is not None and norm.bias is not None:
+        bias = bias + norm.bias.data
+    folded = weight * xp.reshape(scale, (-1, 1, 1, 1))
+    conv._saved = norm._saved = None
+    return F.conv2d(x, folded, bias, stride=conv.stride, padding=conv.padding)
+
+
 POOL_BEFORE_RELU = True
 """Whether :class:`Sequential` runs a ``ReLU`` followed by a ``MaxPool2d`` pooling first
 (the same output and gradients; switchable to compare)."""
@@ -325,14 +356,22 @@ class Sequential(Module):
         - a ``ReLU`` followed by a :class:`MaxPool2d` runs the pooling first: the largest
           of ReLU'd values is the ReLU of the largest value, so the ReLU then runs on the
           pooled output, a quarter of the size for 2x2 windows, and so does its backward
-          (see :meth:`backward`: the gradient reaches the same input elements).
+          (see :meth:`backward`: the gradient reaches the same input elements);
+        - inside :func:`~xpnet.nn.inference_mode`, a :class:`Conv2d` followed by a batch
+          norm layer in eval mode runs as one convolution, the batch norm folded into its
+          weights and bias (:func:`_folded_conv`), as inference engines do (the same output
+          to float32 rounding).
         """
         self._pooled_first: list[int] = []
         index = 0
+        inference = in_inference_mode()
         while index < len(self.layers):
             layer = self.layers[index]
             following = self.layers[index + 1] if index + 1 < len(self.layers) else None
-            if isinstance(layer, _BatchNorm) and layer.fuses_relu() and type(following) is ReLU:
+            if inference and type(layer) is Conv2d and _folds_into_conv(following):
+                x = _folded_conv(layer, following, x)  # type: ignore[arg-type]
+                index += 2
+            elif isinstance(layer, _BatchNorm) and layer.fuses_relu() and type(following) is ReLU:
                 x = layer.forward_relu(x)
                 following.applied_before()
                 index += 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
@@ -10,6 +12,41 @@ from array_api_compat import device
 
 from .._backend import asarray, backend_of, to_numpy
 from .._typing import Array
+
+_INFERENCE = contextvars.ContextVar("xpnet_inference_mode", default=False)
+
+
+@contextlib.contextmanager
+def inference_mode() -> Iterator[None]:
+    """Forward passes inside the block are for their outputs alone: no ``backward`` follows.
+
+    :class:`Sequential` may then rewrite what it runs where the result is the same to
+    float32 rounding: a convolution followed by a batch norm layer in eval mode runs as one
+    convolution with the batch norm folded into its weights and bias. Layers it so skips
+    keep nothing for ``backward``, which then raises. :func:`xpnet.train.predict`,
+    :func:`~xpnet.train.probabilities` and :func:`~xpnet.train.evaluate` run in it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet import models, nn
+    >>> model = models.build("mnist_resnet", backend="numpy").eval()
+    >>> x = np.zeros((2, 1, 28, 28), dtype=np.float32)
+    >>> with nn.inference_mode():
+    ...     folded = model(x)
+    >>> bool(np.allclose(folded, model(x), atol=1e-5))
+    True
+    """
+    token = _INFERENCE.set(True)
+    try:
+        yield
+    finally:
+        _INFERENCE.reset(token)
+
+
+def in_inference_mode() -> bool:
+    """Whether the calling code runs inside :func:`inference_mode`."""
+    return _INFERENCE.get()
 
 
 class Buffer:
@@ -117,7 +154,10 @@ class Module:
     def _take_saved(self) -> Any:
         """What the last ``forward`` saved; a clear error if there was none."""
         if self._saved is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called before forward (or after a forward "
+                "inside xpnet.nn.inference_mode, which keeps nothing for backward)"
+            )
         return self._saved
 
     def children(self) -> list[Module]:

@@ -1,6 +1,7 @@
-"""Convolution on NumPy: Winograd's F(2x2, 3x3) for 3x3 stride-1 layers
-(:mod:`xpnet.kernels.winograd`), else a direct convolution for float32 layers of at least
-four channels in and blocks of 16 out (:mod:`xpnet.kernels.direct`), else im2col from
+"""Convolution on NumPy: a direct convolution for float32 layers with output channels in
+blocks of 16 (:mod:`xpnet.kernels.direct`), Winograd's F(2x2, 3x3) for 3x3 stride-1
+layers (:mod:`xpnet.kernels.winograd`; it takes those of many channels and large batches
+from the direct loops, :func:`xpnet.kernels.direct.beats_winograd`), else im2col from
 channels-last memory, with col2im offset by offset or in bands."""
 
 from __future__ import annotations
@@ -84,12 +85,15 @@ def conv2d_forward(
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
     has_bias = bias is not None
-    if winograd.applies((kh, kw), stride, c_in):
+    oh, ow = output_hw((h, w), (kh, kw), stride, padding)
+    by_loops = direct.applies(tuple(weight.shape), x.dtype) and weight.dtype == x.dtype
+    if winograd.applies((kh, kw), stride, c_in) and not (
+        by_loops and direct.beats_winograd(c_in, c_out, n * oh * ow)
+    ):
         out, tiles = winograd.conv2d(x, weight, bias, padding)
         saved = Conv2dSaved(tiles, weight, tuple(x.shape), stride, padding, has_bias, BACKEND)
         return as_nchw(out), saved
-    oh, ow = output_hw((h, w), (kh, kw), stride, padding)
-    if direct.applies(tuple(weight.shape), x.dtype) and weight.dtype == x.dtype:
+    if by_loops:
         out, direct_input = direct.conv2d(channels_last(x), weight, bias, stride, padding, (oh, ow))
         saved = Conv2dSaved(
             direct_input, weight, tuple(x.shape), stride, padding, has_bias, BACKEND
@@ -110,8 +114,8 @@ def conv2d_backward(
     grad_out: np.ndarray, saved: Conv2dSaved, *, input_grad: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Gradients of :func:`conv2d_forward`; ``input_grad=False`` skips d(loss)/d(x)."""
-    n, c_in, h, w = saved.x_shape
-    c_out, _, kh, kw = saved.weight.shape
+    n, _, h, w = saved.x_shape
+    c_out = saved.weight.shape[0]
     oh, ow = grad_out.shape[-2:]
     if isinstance(saved.cols, winograd.WinogradTiles):
         grad_x, grad_weight, grad_bias = winograd.conv2d_backward(
@@ -123,24 +127,10 @@ def conv2d_backward(
             bias_grad=saved.has_bias,
         )
         return (None if grad_x is None else as_nchw(grad_x)), grad_weight, grad_bias
-    if isinstance(saved.cols, direct.DirectInput):
-        grad_x, grad_weight, grad_bias = direct.conv2d_backward(
-            channels_last(grad_out),
-            saved.cols,
-            saved.stride,
-            saved.padding,
-            input_grad=input_grad,
-            bias_grad=saved.has_bias,
-        )
-        return (None if grad_x is None else as_nchw(grad_x)), grad_weight, grad_bias
-    k = kh * kw * c_in
     grad_rows = channels_last(grad_out).reshape(n * oh * ow, c_out)
-    # (C_out, K [+ 1 for the bias]); this orientation of the product is the faster one
-    # (measured 1.1-1.8x with OpenBLAS's Haswell and SkylakeX kernels)
-    grad_params = (saved.cols.T @ grad_rows).T
-    grad_bias = np.ascontiguousarray(grad_params[:, k]) if saved.has_bias else None
-    grad_weight = grad_params[:, :k].reshape(c_out, kh, kw, c_in)
-    grad_weight = np.ascontiguousarray(np.permute_dims(grad_weight, (0, 3, 1, 2)))
+    if isinstance(saved.cols, direct.DirectInput):
+        return _direct_backward(grad_out, grad_rows, saved, saved.cols, input_grad)
+    grad_weight, grad_bias = _parameter_grads(saved.cols, grad_rows, saved)
     if not input_grad:
         return None, grad_weight, grad_bias
     ph, pw = saved.padding
@@ -152,6 +142,51 @@ def conv2d_backward(
         (oh, ow),
     )
     return as_nchw(grad_x[:, ph : ph + h, pw : pw + w]), grad_weight, grad_bias
+
+
+def _direct_backward(
+    grad_out: np.ndarray,
+    grad_rows: np.ndarray,
+    saved: Conv2dSaved,
+    direct_input: direct.DirectInput,
+    input_grad: bool,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """:func:`conv2d_backward` of a direct forward: the loops' gradients, the weight's from
+    the saved input's im2col columns where the loops' blocks do not fit (first layers)."""
+    by_loops = direct.weight_grad_applies(tuple(saved.weight.shape))
+    grad_x, loops_weight = direct.conv2d_backward(
+        channels_last(grad_out),
+        direct_input,
+        saved.stride,
+        saved.padding,
+        input_grad=input_grad,
+        weight_grad=by_loops,
+    )
+    if loops_weight is not None:
+        grad_bias = None
+        if saved.has_bias:
+            grad_bias = grad_rows.sum(axis=0, dtype=np.float64).astype(saved.weight.dtype)
+        grad_weight = loops_weight
+    else:
+        kernel = tuple(saved.weight.shape[2:])
+        cols = im2col_rows(direct_input.x_padded, kernel, saved.stride,
+                           tuple(grad_out.shape[2:]), ones_column=saved.has_bias)  # fmt: skip
+        grad_weight, grad_bias = _parameter_grads(cols, grad_rows, saved)
+    return (None if grad_x is None else as_nchw(grad_x)), grad_weight, grad_bias
+
+
+def _parameter_grads(
+    cols: np.ndarray, grad_rows: np.ndarray, saved: Conv2dSaved
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """d(weight) and d(bias) from the im2col columns and the (N*L, C_out) output gradient."""
+    c_out, c_in, kh, kw = saved.weight.shape
+    k = kh * kw * c_in
+    # (C_out, K [+ 1 for the bias]); this orientation of the product is the faster one
+    # (measured 1.1-1.8x with OpenBLAS's Haswell and SkylakeX kernels)
+    grad_params = (cols.T @ grad_rows).T
+    grad_bias = np.ascontiguousarray(grad_params[:, k]) if saved.has_bias else None
+    grad_weight = grad_params[:, :k].reshape(c_out, kh, kw, c_in)
+    return np.ascontiguousarray(np.permute_dims(grad_weight, (0, 3, 1, 2))), grad_bias
 
 
 def col2im_rows(
