@@ -127,8 +127,8 @@ def conv2d_backward(
     if weight_grad:
         grad_rows = np.zeros((kh, kw * c_in, c_out), dtype=np.float64)
         with _compiled.loop_threads() as loops:
-            parts = max(1, min(loops.get_num_threads(), grad.shape[0]))
-            loops.conv_weight_grad(x_padded, grad, *stride, parts, grad_rows)
+            parts = max(1, min(loops.get_num_threads(), grad.shape[0] * grad.shape[1]))
+            loops.conv_weight_grad(x_padded, grad, stride, parts, grad_rows)
         grad_weight = np.permute_dims(grad_rows.reshape(kh, kw, c_in, c_out), (3, 2, 0, 1))
         grad_weight = np.ascontiguousarray(grad_weight, dtype=weight.dtype)
     if input_grad:

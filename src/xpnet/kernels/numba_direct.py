@@ -32,7 +32,23 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .numba_products import COLUMNS, ROWS, _add_block, _block
+from .numba_products import (
+    COLUMNS,
+    ROWS,
+    WIDE_COLUMNS,
+    WIDE_ROWS,
+    _add_block,
+    _add_block_long,
+    _add_block_wide,
+    _block,
+)
+
+MOST_ROWS = max(ROWS, WIDE_ROWS)
+
+DEPTH_RUN = 1024
+"""Output positions a weight-gradient sum runs over in float32 before it joins the float64
+total: long runs keep the micro-kernel's sums in registers (one image of a 4x4 map, 16
+positions, was too short), short ones keep float32's rounding small."""
 
 
 @njit(parallel=True, cache=True)
@@ -49,17 +65,19 @@ def conv_forward(  # pragma: no cover - compiled
     oh, ow = out.shape[1], out.shape[2]
     stride_h, stride_w = stride
     positions = n * oh * ow
-    blocks = -(-positions // ROWS)
+    wide = c_out % WIDE_COLUMNS == 0  # the wide block where its columns fit
+    block_rows = WIDE_ROWS if wide else ROWS
+    blocks = -(-positions // block_rows)
     rows = out.reshape(positions, c_out)
     for part in prange(parts):
-        windows = np.empty(ROWS, dtype=np.intp)  # each row's window in x
-        outputs = np.empty(ROWS, dtype=np.intp)  # and its place in out
-        first = part * blocks // parts * ROWS
+        windows = np.empty(MOST_ROWS, dtype=np.intp)  # each row's window in x
+        outputs = np.empty(MOST_ROWS, dtype=np.intp)  # and its place in out
+        first = part * blocks // parts * block_rows
         i, rest = first // (oh * ow), first % (oh * ow)
         oy, ox = rest // ow, rest % ow  # the next position, counted on (no divisions)
         for block in range(part * blocks // parts, (part + 1) * blocks // parts):
-            for r in range(ROWS):
-                q = block * ROWS + r
+            for r in range(block_rows):
+                q = block * block_rows + r
                 if q < positions:
                     windows[r] = ((i * hp + oy * stride_h) * wp + ox * stride_w) * c
                     outputs[r] = q
@@ -70,43 +88,72 @@ def conv_forward(  # pragma: no cover - compiled
                             oy, i = 0, i + 1
                 else:  # past the last position: the last one again (the same sums)
                     windows[r], outputs[r] = windows[r - 1], outputs[r - 1]
-            for r in range(ROWS):
+            for r in range(block_rows):
                 rows[outputs[r]] = bias  # the block's sums start from the bias
-            for r in range(ROWS):
+            for r in range(block_rows):
                 outputs[r] *= c_out
-            for j in range(0, c_out, COLUMNS):
-                _add_block(
-                    x, 0, windows, 1, weight, j, c_out, out, j, outputs,
-                    segment, kh, wp * c, segment * c_out,
-                )  # fmt: skip
+            if wide:
+                for j in range(0, c_out, WIDE_COLUMNS):
+                    _add_block_wide(
+                        x, 0, windows, 1, weight, j, c_out, out, j, outputs,
+                        segment, kh, wp * c, segment * c_out,
+                    )  # fmt: skip
+            else:
+                for j in range(0, c_out, COLUMNS):
+                    _add_block(
+                        x, 0, windows, 1, weight, j, c_out, out, j, outputs,
+                        segment, kh, wp * c, segment * c_out,
+                    )  # fmt: skip
 
 
 @njit(parallel=True, cache=True)
 def conv_weight_grad(  # pragma: no cover - compiled
-    x: np.ndarray, grad: np.ndarray, stride_h: int, stride_w: int, parts: int, out: np.ndarray
+    x: np.ndarray, grad: np.ndarray, stride: tuple[int, int], parts: int, out: np.ndarray
 ) -> None:
     """``out`` (kH, kW * C_in, C_out) float64 = d(loss)/d(weight) of :func:`conv_forward`
     from padded ``x`` (N, H_p, W_p, C_in) and the output gradient ``grad`` (N, out_h,
     out_w, C_out), both float32 and C-contiguous; ``kW * C_in`` a multiple of ROWS,
-    C_out of 16. The images are cut into ``parts`` (one a thread), each summed apart."""
+    C_out of 16. The output positions are cut into ``parts`` (one a thread), and those
+    into runs of :data:`DEPTH_RUN`, each summed in float32 (the micro-kernel's inner
+    dimension walks a run's windows, each step at its own offset), the runs in float64."""
     n, hp, wp, c = x.shape
     oh, ow, c_out = grad.shape[1], grad.shape[2], grad.shape[3]
     kh, segment = out.shape[0], out.shape[1]
+    stride_h, stride_w = stride
+    positions = n * oh * ow
     totals = np.zeros((parts, kh, segment, c_out), dtype=np.float64)
+    long = c_out % WIDE_COLUMNS == 0  # ROWS x WIDE_COLUMNS blocks where they fit
     for part in prange(parts):
-        image_sums = np.empty((kh, segment, c_out), dtype=np.float32)
-        for i in range(part * n // parts, (part + 1) * n // parts):
-            image_sums[:] = 0
+        run_sums = np.empty((kh, segment, c_out), dtype=np.float32)
+        windows = np.empty(DEPTH_RUN, dtype=np.intp)  # each step's window in x
+        first, last = part * positions // parts, (part + 1) * positions // parts
+        i, rest = first // (oh * ow), first % (oh * ow)
+        oy, ox = rest // ow, rest % ow  # the next position, counted on
+        for start in range(first, last, DEPTH_RUN):
+            depth = min(DEPTH_RUN, last - start)
+            for t in range(depth):
+                windows[t] = ((i * hp + oy * stride_h) * wp + ox * stride_w) * c
+                ox += 1
+                if ox == ow:
+                    ox, oy = 0, oy + 1
+                    if oy == oh:
+                        oy, i = 0, i + 1
+            run_sums[:] = 0
             for ky in range(kh):
                 for k in range(0, segment, ROWS):
-                    for j in range(0, c_out, COLUMNS):
-                        _add_block(
-                            x, ((i * hp + ky) * wp) * c + k, 1, stride_w * c,
-                            grad, i * oh * ow * c_out + j, c_out,
-                            image_sums, (ky * segment + k) * c_out + j, c_out,
-                            ow, oh, stride_h * wp * c, ow * c_out,
-                        )  # fmt: skip
-            totals[part] += image_sums
+                    if long:
+                        for j in range(0, c_out, WIDE_COLUMNS):
+                            _add_block_long(
+                                x, ky * wp * c + k, 1, windows, grad, start * c_out + j, c_out,
+                                run_sums, (ky * segment + k) * c_out + j, c_out, depth, 1, 0, 0,
+                            )  # fmt: skip
+                    else:
+                        for j in range(0, c_out, COLUMNS):
+                            _add_block(
+                                x, ky * wp * c + k, 1, windows, grad, start * c_out + j, c_out,
+                                run_sums, (ky * segment + k) * c_out + j, c_out, depth, 1, 0, 0,
+                            )  # fmt: skip
+            totals[part] += run_sums
     out[:] = 0
     for part in range(parts):
         out += totals[part]
@@ -134,6 +181,7 @@ def conv_input_grad(  # pragma: no cover - compiled
     # any). Otherwise, and for an image's last block, the window gradients go to ``sums``
     # first, and each window row is added as a whole.
     in_place = c % COLUMNS == 0
+    long = c % WIDE_COLUMNS == 0  # the same with WIDE_COLUMNS (stride * C_in >= them too)
     grad_rows = grad.reshape(n * positions, c_out)
     flat = out.reshape(-1)
     for i in prange(n):
@@ -150,11 +198,18 @@ def conv_input_grad(  # pragma: no cover - compiled
                 rows[r] = (i * positions + position) * c_out
             if in_place and count == ROWS:
                 for ky in range(kh):
-                    for j in range(0, segment, COLUMNS):
-                        _add_block(
-                            grad_rows, 0, rows, 1, weight_t, ky * segment + j, width,
-                            out, ky * wp * c + j, windows, c_out, 1, 0, 0,
-                        )  # fmt: skip
+                    if long:  # ROWS x WIDE_COLUMNS blocks
+                        for j in range(0, segment, WIDE_COLUMNS):
+                            _add_block_long(
+                                grad_rows, 0, rows, 1, weight_t, ky * segment + j, width,
+                                out, ky * wp * c + j, windows, c_out, 1, 0, 0,
+                            )  # fmt: skip
+                    else:
+                        for j in range(0, segment, COLUMNS):
+                            _add_block(
+                                grad_rows, 0, rows, 1, weight_t, ky * segment + j, width,
+                                out, ky * wp * c + j, windows, c_out, 1, 0, 0,
+                            )  # fmt: skip
                 continue
             for j in range(0, width, COLUMNS):
                 _block(

@@ -79,7 +79,7 @@ def fits(rows: int, columns: int, *, transposed: bool) -> bool:
     return columns % COLUMNS == 0 and (not transposed or rows % ROWS == 0)
 
 
-def _micro_kernel(accumulate: bool) -> Any:
+def _micro_kernel(accumulate: bool, rows: int = 0, columns: int = COLUMNS) -> Any:
     """The micro-kernel as a Numba intrinsic (:func:`_block`; with ``accumulate``,
     :func:`_add_block`): Numba types its 14 arguments, then :func:`_emit_block` writes its
     instructions into the calling loop's code."""
@@ -103,7 +103,9 @@ def _micro_kernel(accumulate: bool) -> Any:
     ) -> Any:
         if not all(isinstance(x, types.Array) and x.dtype == types.float32 for x in (a, b, c)):
             return None  # Numba then reports no matching signature
-        if any(isinstance(x, types.Array) and x.dtype != types.intp for x in (a_row, c_row)):
+        if any(
+            isinstance(x, types.Array) and x.dtype != types.intp for x in (a_row, a_step, c_row)
+        ):
             return None
         arguments = (a, a_start, a_row, a_step, b, b_start, b_step, c, c_start, c_row, depth,
                      segments, a_segment, b_segment)  # fmt: skip
@@ -114,11 +116,16 @@ def _micro_kernel(accumulate: bool) -> Any:
                 for i in (0, 4, 7)
             ]
             index = [
-                context.cast(builder, args[i], signature.args[i], types.intp)
+                _step_offsets(context, builder, signature.args[i], args[i])
+                if i == 3
+                else context.cast(builder, args[i], signature.args[i], types.intp)
                 for i in (1, 3, 5, 6, 8, 10, 11, 12, 13)
             ]
-            rows = [_row_offsets(context, builder, signature.args[i], args[i]) for i in (2, 9)]
-            _emit_block(builder, data, index, rows, accumulate)
+            offsets = [
+                _row_offsets(context, builder, signature.args[i], args[i], rows or ROWS)
+                for i in (2, 9)
+            ]
+            _emit_block(builder, data, index, offsets, accumulate, columns)
             return context.get_dummy_value()
 
         return types.void(*arguments), codegen
@@ -126,18 +133,33 @@ def _micro_kernel(accumulate: bool) -> Any:
     return intrinsic(typer)
 
 
-def _row_offsets(context: Any, builder: ir.IRBuilder, kind: Any, value: Any) -> list[Any]:
+def _step_offsets(context: Any, builder: ir.IRBuilder, kind: Any, value: Any) -> Any:
+    """``a_step``: an integer, or (an integer array of each step's own offset) its data
+    pointer, marked by a tuple."""
+    if isinstance(kind, types.Array):
+        return (context.make_array(kind)(context, builder, value).data,)
+    return context.cast(builder, value, kind, types.intp)
+
+
+def _row_offsets(
+    context: Any, builder: ir.IRBuilder, kind: Any, value: Any, rows: int
+) -> list[Any]:
     """The :data:`ROWS` rows' element offsets: ``r * value`` for an integer ``value``, the
     first ROWS entries of an integer array ``value`` otherwise."""
     if isinstance(kind, types.Array):
         offsets = context.make_array(kind)(context, builder, value).data
-        return [builder.load(builder.gep(offsets, [ir.Constant(_INDEX, r)])) for r in range(ROWS)]
+        return [builder.load(builder.gep(offsets, [ir.Constant(_INDEX, r)])) for r in range(rows)]
     step = context.cast(builder, value, kind, types.intp)
-    return [builder.mul(ir.Constant(_INDEX, r), step) for r in range(ROWS)]
+    return [builder.mul(ir.Constant(_INDEX, r), step) for r in range(rows)]
 
 
 def _emit_block(
-    builder: ir.IRBuilder, data: list[Any], index: list[Any], rows: list[Any], accumulate: bool
+    builder: ir.IRBuilder,
+    data: list[Any],
+    index: list[Any],
+    rows: list[Any],
+    accumulate: bool,
+    columns: int,
 ) -> None:
     """The micro-kernel's LLVM IR: loops over the segments and the inner dimension ``k``
     that keep the block of sums in vectors (``acc[r][v]``: row ``r``, vector ``v``)."""
@@ -151,7 +173,7 @@ def _emit_block(
     fma = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), f"llvm.fma.v{LANES}f32"
     )
-    per_row = COLUMNS // LANES
+    per_row = columns // LANES
 
     def constant(i: int) -> ir.Constant:
         return ir.Constant(_INDEX, i)
@@ -171,7 +193,7 @@ def _emit_block(
             )
             for v in range(per_row)
         ]
-        for r in range(ROWS)
+        for r in range(len(a_rows))
     ]
     undefined = ir.Constant(_VECTOR, ir.Undefined)
     splat = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
@@ -182,15 +204,18 @@ def _emit_block(
             k = loop.index
             b_row = builder.gep(b_seg, [builder.mul(k, b_step)])
             b_vectors = [builder.load(vector_at(b_row, LANES * v), align=4) for v in range(per_row)]
-            a_k = builder.gep(a_seg, [builder.mul(k, a_step)])
-            for r in range(ROWS):
+            if isinstance(a_step, tuple):  # each step's own offset
+                a_k = builder.gep(a_seg, [builder.load(builder.gep(a_step[0], [k]))])
+            else:
+                a_k = builder.gep(a_seg, [builder.mul(k, a_step)])
+            for r in range(len(a_rows)):
                 value = builder.load(builder.gep(a_k, [a_rows[r]]))
                 lane0 = builder.insert_element(undefined, value, ir.Constant(ir.IntType(32), 0))
                 broadcast = builder.shuffle_vector(lane0, undefined, splat)  # value in every lane
                 for v in range(per_row):
                     total = builder.call(fma, [broadcast, b_vectors[v], builder.load(acc[r][v])])
                     builder.store(total, acc[r][v])
-    for r in range(ROWS):
+    for r in range(len(a_rows)):
         for v in range(per_row):
             builder.store(builder.load(acc[r][v]), c_vector(r, v), align=4)
 
@@ -202,10 +227,23 @@ for r < :data:`ROWS`, j < 16, in that order (s, then k); arguments ``(a, a_start
 a_step, b, b_start, b_step, c, c_start, c_row, depth, segments, a_segment, b_segment)``:
 flat float32 element offsets into the arrays' memory (C-contiguous from their first
 element on). ``a_row`` or ``c_row`` may also be an array of each row's own offset (intp,
-ROWS entries), which then replaces ``r * a_row`` (``r * c_row``): rows anywhere."""
+ROWS entries), which then replaces ``r * a_row`` (``r * c_row``): rows anywhere; and
+``a_step`` an array of each step's (``depth`` entries), which replaces ``k * a_step``."""
 
 _add_block = _micro_kernel(accumulate=True)
 """:func:`_block` added to what ``c`` holds there."""
+
+WIDE_ROWS, WIDE_COLUMNS = (6, 32) if WIDE_VECTORS else (ROWS, COLUMNS)
+"""The wide block: with AVX-512, 6 rows of two 16-float vectors (12 independent sums, and
+a third fewer loads a multiply-add than 8 x 16) for results whose columns come in blocks
+of 32; otherwise the block itself."""
+
+_add_block_wide = _micro_kernel(accumulate=True, rows=WIDE_ROWS, columns=WIDE_COLUMNS)
+""":func:`_add_block` on a :data:`WIDE_ROWS` x :data:`WIDE_COLUMNS` block."""
+
+_add_block_long = _micro_kernel(accumulate=True, columns=WIDE_COLUMNS)
+""":func:`_add_block` on a :data:`ROWS` x :data:`WIDE_COLUMNS` block (16 sums with
+AVX-512): for a result whose rows must come in blocks of :data:`ROWS`."""
 
 
 @njit(parallel=True, cache=True)
