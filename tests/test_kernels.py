@@ -80,8 +80,8 @@ def winograd_cases(draw) -> WindowCase:
 
 @st.composite
 def direct_cases(draw) -> WindowCase:
-    """Where the NumPy kernel takes the direct convolution (float32, C_out in blocks of
-    16): C_in a multiple of 16 (the input gradient added in place) or not, ``kW * C_in`` in
+    """Where the NumPy kernel takes the direct convolution (float32, C_out >= 8, padded to a
+    block of 16 where it does not fill one): C_in a multiple of 16 (the input gradient added in place) or not, ``kW * C_in`` in
     blocks of the micro-kernel's rows (the weight gradient by the loops) or not (by
     im2col), outputs fewer and more than a block, any stride and padding, sometimes an
     empty batch."""
@@ -92,7 +92,7 @@ def direct_cases(draw) -> WindowCase:
     return WindowCase(
         n=draw(st.integers(0, 3)),
         c_in=c_in,
-        c_out=draw(st.sampled_from([16, 32, 48])),
+        c_out=draw(st.sampled_from([8, 12, 16, 32, 48])),
         h=draw(st.integers(max(1, kernel[0] - 2 * padding[0]), 12)),
         w=draw(st.integers(max(1, kernel[1] - 2 * padding[1]), 30)),
         kernel=kernel,

@@ -137,16 +137,16 @@ def winograd_first(monkeypatch):
 
 @needs_numba
 def test_direct_convolution_takes_float32_layers_whose_blocks_fit(compiled):
-    """The direct loops (:mod:`xpnet.kernels.direct`) run float32 layers whose output
-    channels come in blocks of 16 and that Winograd does not take (first layers too, whose
+    """The direct loops (:mod:`xpnet.kernels.direct`) run float32 layers of 8 or more
+    output channels that Winograd does not take (first layers too, whose
     weight gradient comes from im2col columns); float64, other channel counts and a run
     without the compiled loops go to im2col, whose saved columns are an ndarray."""
     from xpnet.kernels.direct import DirectInput
 
     compiled(True)
     x = np.ones((2, 16, 9, 9), dtype=np.float32)
-    for kernel, stride, c_in in [(5, 1, 16), (7, 2, 16), (3, 2, 16), (5, 1, 1), (3, 1, 1)]:
-        weight = np.ones((32, c_in, kernel, kernel), np.float32)
+    for kernel, stride, c_in, c_out in [(5, 1, 16, 32), (7, 2, 16, 24), (3, 2, 16, 32), (5, 1, 1, 8), (3, 1, 1, 32)]:  # fmt: skip
+        weight = np.ones((c_out, c_in, kernel, kernel), np.float32)
         saved = F.conv2d_forward(x[:, :c_in], weight, stride=stride)[1]
         assert isinstance(saved.cols, DirectInput)
     # 3x3 stride 1: Winograd for many channel pairs and positions, the loops otherwise
@@ -158,7 +158,7 @@ def test_direct_convolution_takes_float32_layers_whose_blocks_fit(compiled):
     assert isinstance(F.conv2d_forward(big_batch[:, :16], few_pairs)[1].cols, DirectInput)
     for x_, weight in [
         (x.astype(np.float64), np.ones((32, 16, 5, 5))),  # float64
-        (x, np.ones((24, 16, 5, 5), np.float32)),  # C_out not in blocks of 16
+        (x, np.ones((6, 16, 5, 5), np.float32)),  # too few output channels
     ]:
         assert isinstance(F.conv2d_forward(x_, weight)[1].cols, np.ndarray)
     compiled(False)
@@ -219,7 +219,7 @@ def test_winograd_float32_error_against_float64(
 
 
 @needs_numba
-def test_winograd_in_blocks_of_images_equals_one_block(compiled, monkeypatch):
+def test_winograd_in_blocks_of_images_equals_one_block(compiled, winograd_first, monkeypatch):
     """The batch cut into blocks (here 3 blocks of 2, 2 and 1 images): the same output
     and gradients as one block within a few float32 roundings (OpenBLAS's products round
     differently for different numbers of rows), and the float64 reference's output."""

@@ -2,15 +2,14 @@
 
 The compiled loops are :mod:`xpnet.kernels.numba_direct`'s (through
 :mod:`xpnet.kernels.numba_loops`, on :func:`~xpnet.kernels._compiled.loop_threads`); this
-module pads the input,
-lays the weights out for them, and makes the gradients. It takes float32 layers whose
-output channels come in blocks of 16 and whose window rows (``kW * C_in`` floats) come in
-blocks of the micro-kernel's rows (:func:`applies`): the layers where im2col's column
-matrix is large (kernels of 5 and 7, many channels) and OpenBLAS runs the thin products
-slowly. The input gradient of a stride-1 layer is itself a direct convolution; a
-strided layer's goes through :func:`xpnet.kernels.numpy.conv.col2im_rows`, which needs
-no columns either. The backward keeps only the padded input (no column matrix: ``kH *
-kW`` times less memory saved).
+module pads the input, lays the weights out for them and makes the gradients. It takes
+float32 layers of at least :data:`MIN_OUT_CHANNELS` output channels (:func:`applies`),
+3x3 stride-1 layers only where Winograd's F(2x2, 3x3) would not do better
+(:func:`beats_winograd`). im2col wrote ``kH * kW`` times the input into memory and handed
+OpenBLAS products too thin for it (a 5x5 layer of 16 -> 32 channels ran at 2-3x PyTorch's
+time). The backward keeps only the padded input; the weight gradient of a layer whose
+window rows do not fill the micro-kernel's blocks (first layers, on 1 or 3 channels) is
+made from that input's im2col columns (:func:`weight_grad_applies`).
 """
 
 from __future__ import annotations
@@ -30,14 +29,19 @@ class DirectInput(NamedTuple):
     weight: np.ndarray  # (C_out, C_in, kH, kW)
 
 
+MIN_OUT_CHANNELS = 8
+"""Layers of fewer output channels than a block (16) but at least this many run with their
+filters padded to 16 by zero filters (at most twice the multiply-adds; LeNet's 6 filters
+would be 2.7 times)."""
+
+
 def applies(weight_shape: tuple[int, ...], dtype: np.dtype) -> bool:
-    """Whether the direct loops run this layer's forward and input gradient: float32,
-    output channels in blocks of 16, and the compiled loops available."""
+    """Whether the direct loops run this layer's forward and input gradient: float32, at
+    least :data:`MIN_OUT_CHANNELS` output channels (padded to a block of 16 where they do
+    not fill one), and the compiled loops available."""
     if dtype != np.float32 or _compiled.available() is None:
         return False
-    from .numba_products import COLUMNS
-
-    return weight_shape[0] % COLUMNS == 0
+    return weight_shape[0] >= MIN_OUT_CHANNELS
 
 
 WINOGRAD_MIN_CHANNEL_PAIRS = 32 * 32
@@ -61,13 +65,13 @@ def beats_winograd(c_in: int, c_out: int, positions: int) -> bool:
 
 def weight_grad_applies(weight_shape: tuple[int, ...]) -> bool:
     """Whether they also make its weight gradient: window rows (``kW * C_in`` floats) in
-    blocks of the micro-kernel's rows. A first layer (1 or 3 input channels) takes its
-    weight gradient from the input's im2col columns instead
+    blocks of the micro-kernel's rows, output channels in blocks of 16. Others (a first
+    layer, on 1 or 3 input channels) take theirs from the input's im2col columns
     (:func:`xpnet.kernels.numpy.conv.conv2d_backward`)."""
-    from .numba_products import ROWS
+    from .numba_products import COLUMNS, ROWS
 
-    _, c_in, _, kw = weight_shape
-    return (kw * c_in) % ROWS == 0
+    c_out, c_in, _, kw = weight_shape
+    return (kw * c_in) % ROWS == 0 and c_out % COLUMNS == 0
 
 
 def pad_input(x_nhwc: np.ndarray, padding: IntPair) -> np.ndarray:
@@ -100,11 +104,19 @@ def conv2d(
     layout) and what the backward needs."""
     x_padded = pad_input(x_nhwc, padding)
     c_out = weight.shape[0]
-    out = np.empty((x_nhwc.shape[0], *out_hw, c_out), dtype=x_nhwc.dtype)
-    bias_or_zeros = np.zeros(c_out, dtype=out.dtype) if bias is None else bias
+    blocks = -(-c_out // 16) * 16  # filters padded by zero ones to whole blocks
+    out = np.empty((x_nhwc.shape[0], *out_hw, blocks), dtype=x_nhwc.dtype)
+    rows = window_rows(weight)
+    biases = np.zeros(blocks, dtype=out.dtype)
+    if bias is not None:
+        biases[:c_out] = bias
+    if blocks != c_out:
+        rows = np.concatenate([rows, np.zeros((*rows.shape[:2], blocks - c_out), rows.dtype)], 2)
     with _compiled.loop_threads() as loops:
         parts = max(1, min(loops.get_num_threads(), out.shape[0] * out.shape[1]))
-        loops.conv_forward(x_padded, window_rows(weight), bias_or_zeros, stride, parts, out)
+        loops.conv_forward(x_padded, rows, biases, stride, parts, out)
+    if blocks != c_out:
+        out = np.ascontiguousarray(out[..., :c_out])
     return out, DirectInput(x_padded, weight)
 
 
