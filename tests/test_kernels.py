@@ -82,8 +82,8 @@ def winograd_cases(draw) -> WindowCase:
 def direct_cases(draw) -> WindowCase:
     """Where the NumPy kernel takes the direct convolution (float32, C_out >= 8, padded to a
     block of 16 where it does not fill one): C_in a multiple of 16 (the input gradient added in place) or not, ``kW * C_in`` in
-    blocks of the micro-kernel's rows (the weight gradient by the loops) or not (by
-    im2col), outputs fewer and more than a block, any stride and padding, sometimes an
+    blocks of the micro-kernel's rows or not (the weight gradient's blocks then read on
+    past a window row), outputs fewer and more than a block, any stride and padding, sometimes an
     empty batch."""
     kernel = (draw(st.sampled_from([1, 3, 5, 7])), draw(st.sampled_from([2, 3, 5, 7])))
     c_in = draw(st.sampled_from([1, 3, 8, 16, 24, 32]))

@@ -136,11 +136,11 @@ def winograd_first(monkeypatch):
 
 
 @needs_numba
-def test_direct_convolution_takes_float32_layers_whose_blocks_fit(compiled):
+def test_direct_convolution_takes_float32_layers_of_8_or_more_channels_out(compiled):
     """The direct loops (:mod:`xpnet.kernels.direct`) run float32 layers of 8 or more
-    output channels that Winograd does not take (first layers too, whose
-    weight gradient comes from im2col columns); float64, other channel counts and a run
-    without the compiled loops go to im2col, whose saved columns are an ndarray."""
+    output channels that Winograd does not take (first layers too); float64, fewer output
+    channels and a run without the compiled loops go to im2col, whose saved columns are
+    an ndarray."""
     from xpnet.kernels.direct import DirectInput
 
     compiled(True)

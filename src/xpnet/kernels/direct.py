@@ -7,9 +7,7 @@ float32 layers of at least :data:`MIN_OUT_CHANNELS` output channels (:func:`appl
 3x3 stride-1 layers only where Winograd's F(2x2, 3x3) would not do better
 (:func:`beats_winograd`). im2col wrote ``kH * kW`` times the input into memory and handed
 OpenBLAS products too thin for it (a 5x5 layer of 16 -> 32 channels ran at 2-3x PyTorch's
-time). The backward keeps only the padded input; the weight gradient of a layer whose
-window rows do not fill the micro-kernel's blocks (first layers, on 1 or 3 channels) is
-made from that input's im2col columns (:func:`weight_grad_applies`).
+time). The backward keeps only the padded input.
 """
 
 from __future__ import annotations
@@ -61,17 +59,6 @@ loops' 38)."""
 def beats_winograd(c_in: int, c_out: int, positions: int) -> bool:
     """Whether a 3x3 stride-1 layer that both take runs on the direct loops."""
     return c_in * c_out < WINOGRAD_MIN_CHANNEL_PAIRS or positions < WINOGRAD_MIN_POSITIONS
-
-
-def weight_grad_applies(weight_shape: tuple[int, ...]) -> bool:
-    """Whether they also make its weight gradient: window rows (``kW * C_in`` floats) in
-    blocks of the micro-kernel's rows, output channels in blocks of 16. Others (a first
-    layer, on 1 or 3 input channels) take theirs from the input's im2col columns
-    (:func:`xpnet.kernels.numpy.conv.conv2d_backward`)."""
-    from .numba_products import COLUMNS, ROWS
-
-    c_out, c_in, _, kw = weight_shape
-    return (kw * c_in) % ROWS == 0 and c_out % COLUMNS == 0
 
 
 def pad_input(x_nhwc: np.ndarray, padding: IntPair) -> np.ndarray:
@@ -127,22 +114,13 @@ def conv2d_backward(
     padding: IntPair,
     *,
     input_grad: bool,
-    weight_grad: bool,
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Gradients of :func:`conv2d`: input (N, H, W, C_in) channels-last and weight
-    (C_out, C_in, kH, kW), each None where not asked for (``weight_grad`` needs
-    :func:`weight_grad_applies`)."""
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """Gradients of :func:`conv2d`: input (N, H, W, C_in) channels-last (None unless
+    ``input_grad``) and weight (C_out, C_in, kH, kW)."""
     x_padded, weight = saved
-    c_out, c_in, kh, kw = weight.shape
+    kh, kw = weight.shape[2:]
     grad = np.ascontiguousarray(grad_nhwc)
-    grad_weight = grad_x = None
-    if weight_grad:
-        grad_rows = np.zeros((kh, kw * c_in, c_out), dtype=np.float64)
-        with _compiled.loop_threads() as loops:
-            parts = max(1, min(loops.get_num_threads(), grad.shape[0] * grad.shape[1]))
-            loops.conv_weight_grad(x_padded, grad, stride, parts, grad_rows)
-        grad_weight = np.permute_dims(grad_rows.reshape(kh, kw, c_in, c_out), (3, 2, 0, 1))
-        grad_weight = np.ascontiguousarray(grad_weight, dtype=weight.dtype)
+    grad_weight, grad_x = _weight_grad(x_padded, grad, weight, stride), None
     if input_grad:
         _, hp, wp, _ = x_padded.shape
         (ph, pw), h, w = padding, hp - 2 * padding[0], wp - 2 * padding[1]
@@ -151,6 +129,33 @@ def conv2d_backward(
             loops.conv_input_grad(grad, gradient_rows(weight), (kh, kw), stride, grad_padded)
         grad_x = grad_padded[:, ph : ph + h, pw : pw + w]
     return grad_x, grad_weight
+
+
+def _weight_grad(
+    x_padded: np.ndarray, grad: np.ndarray, weight: np.ndarray, stride: IntPair
+) -> np.ndarray:
+    """d(weight) by the loops. Their blocks take ROWS entries of a window row and 16 output
+    channels at a time: a window row that does not fill whole blocks (a first layer's
+    ``kW * C_in``, 5 or 15 floats) is read on into the next pixels, from a copy of the input
+    with room after its end, and the sums past the row are dropped; output channels that
+    do not fill a block have their gradient padded by zero columns."""
+    from .numba_products import COLUMNS, ROWS
+
+    c_out, c_in, kh, kw = weight.shape
+    segment = kw * c_in
+    rows = -(-segment // ROWS) * ROWS
+    columns = -(-c_out // COLUMNS) * COLUMNS
+    x_flat = x_padded.reshape(-1)
+    if rows != segment:  # room for the last window's row to be read on
+        x_flat = np.concatenate([x_flat, np.zeros(rows - segment, dtype=x_flat.dtype)])
+    if columns != c_out:
+        grad = np.concatenate([grad, np.zeros((*grad.shape[:3], columns - c_out), grad.dtype)], 3)
+    sums = np.zeros((kh, rows, columns), dtype=np.float64)
+    with _compiled.loop_threads() as loops:
+        parts = max(1, min(loops.get_num_threads(), grad.shape[0] * grad.shape[1]))
+        loops.conv_weight_grad(x_flat, tuple(x_padded.shape), grad, stride, parts, sums)
+    sums = sums[:, :segment, :c_out].reshape(kh, kw, c_in, c_out)
+    return np.ascontiguousarray(np.permute_dims(sums, (3, 2, 0, 1)), dtype=weight.dtype)
 
 
 def gradient_rows(weight: np.ndarray) -> np.ndarray:
@@ -169,5 +174,4 @@ __all__ = [
     "beats_winograd",
     "conv2d",
     "conv2d_backward",
-    "weight_grad_applies",
 ]

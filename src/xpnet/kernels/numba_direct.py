@@ -108,15 +108,23 @@ def conv_forward(  # pragma: no cover - compiled
 
 @njit(parallel=True, cache=True)
 def conv_weight_grad(  # pragma: no cover - compiled
-    x: np.ndarray, grad: np.ndarray, stride: tuple[int, int], parts: int, out: np.ndarray
+    x: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    grad: np.ndarray,
+    stride: tuple[int, int],
+    parts: int,
+    out: np.ndarray,
 ) -> None:
-    """``out`` (kH, kW * C_in, C_out) float64 = d(loss)/d(weight) of :func:`conv_forward`
-    from padded ``x`` (N, H_p, W_p, C_in) and the output gradient ``grad`` (N, out_h,
-    out_w, C_out), both float32 and C-contiguous; ``kW * C_in`` a multiple of ROWS,
-    C_out of 16. The output positions are cut into ``parts`` (one a thread), and those
-    into runs of :data:`DEPTH_RUN`, each summed in float32 (the micro-kernel's inner
-    dimension walks a run's windows, each step at its own offset), the runs in float64."""
-    n, hp, wp, c = x.shape
+    """``out`` (kH, S, C_out) float64 = d(loss)/d(weight) of :func:`conv_forward`, each
+    window row's ``kW * C_in`` entries first in its S (a multiple of ROWS; the entries
+    after them are sums of no use), from the padded input's ``x_shape`` (N, H_p, W_p, C_in)
+    floats at the start of flat ``x`` (then at least ``S - kW * C_in`` more, any values)
+    and the output gradient ``grad`` (N, out_h, out_w, C_out), C_out a multiple of 16; all
+    float32 and C-contiguous. The output positions are cut into ``parts`` (one a thread),
+    and those into runs of :data:`DEPTH_RUN`, each summed in float32 (the micro-kernel's
+    inner dimension walks a run's windows, each step at its own offset), the runs in
+    float64."""
+    n, hp, wp, c = x_shape
     oh, ow, c_out = grad.shape[1], grad.shape[2], grad.shape[3]
     kh, segment = out.shape[0], out.shape[1]
     stride_h, stride_w = stride

@@ -151,27 +151,13 @@ def _direct_backward(
     direct_input: direct.DirectInput,
     input_grad: bool,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """:func:`conv2d_backward` of a direct forward: the loops' gradients, the weight's from
-    the saved input's im2col columns where the loops' blocks do not fit (first layers)."""
-    by_loops = direct.weight_grad_applies(tuple(saved.weight.shape))
-    grad_x, loops_weight = direct.conv2d_backward(
-        channels_last(grad_out),
-        direct_input,
-        saved.stride,
-        saved.padding,
-        input_grad=input_grad,
-        weight_grad=by_loops,
+    """:func:`conv2d_backward` of a direct forward."""
+    grad_x, grad_weight = direct.conv2d_backward(
+        channels_last(grad_out), direct_input, saved.stride, saved.padding, input_grad=input_grad
     )
-    if loops_weight is not None:
-        grad_bias = None
-        if saved.has_bias:
-            grad_bias = grad_rows.sum(axis=0, dtype=np.float64).astype(saved.weight.dtype)
-        grad_weight = loops_weight
-    else:
-        kernel = tuple(saved.weight.shape[2:])
-        cols = im2col_rows(direct_input.x_padded, kernel, saved.stride,
-                           tuple(grad_out.shape[2:]), ones_column=saved.has_bias)  # fmt: skip
-        grad_weight, grad_bias = _parameter_grads(cols, grad_rows, saved)
+    grad_bias = None
+    if saved.has_bias:
+        grad_bias = grad_rows.sum(axis=0, dtype=np.float64).astype(saved.weight.dtype)
     return (None if grad_x is None else as_nchw(grad_x)), grad_weight, grad_bias
 
 
