@@ -352,3 +352,30 @@ def test_compile_without_a_compiler_is_one_clear_error(backend):
     with pytest.raises(CompileUnsupported, match=rf"jax \(jax.jit\); the model is on {backend}"):
         fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), (x, y),
             epochs=1, compile=True, log=None)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_predict_equals_the_generic_path_on_every_shipped_model(xp, backend, name, rng):
+    """``predict`` (eval mode inside ``nn.inference_mode``: batch norm folded into the conv
+    before it, the NumPy kernels on) gives the probabilities of the plain eval-mode forward
+    with every kernel off, to float32 rounding: batches of 1 and 7 on every backend (7
+    alone on JAX), and 1,001 images (two of ``predict``'s batches) on NumPy. Random running
+    statistics, so a fold that misplaced a channel would show."""
+    model = models.build(name, seed=1, backend=backend).eval()
+    for layer in model.modules():
+        if isinstance(layer, nn.BatchNorm2d):
+            c = layer.running_mean.shape[0]
+            layer.running_mean.data = xpnet.asarray(rng.standard_normal(c), backend=backend)
+            layer.running_var.data = xpnet.asarray(rng.random(c) + 0.5, backend=backend)
+            layer.running_mean.data = xp.astype(layer.running_mean.data, xp.float32)
+            layer.running_var.data = xp.astype(layer.running_var.data, xp.float32)
+    # eager JAX compiles every operation for each new shape: one batch size there
+    for count in {"numpy": (1, 7, 1001), "jax": (7,)}.get(backend, (1, 7)):
+        x = rng.standard_normal((count, 1, 28, 28)).astype(np.float32)
+        got = predict(model, x)
+        with xpnet.use_fast_paths(False):
+            logits = xpnet.to_numpy(model(xpnet.asarray(x, backend=backend))).astype(np.float64)
+        expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+        expected /= expected.sum(axis=1, keepdims=True)
+        assert got.shape == (count, 10) and got.dtype == np.float64
+        np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5, err_msg=f"{name} {count}")
