@@ -1,4 +1,5 @@
-"""Direct convolution on the register-blocked micro-kernel (Numba), forward and weight gradient.
+"""Direct convolution on the register-blocked micro-kernel (Numba): forward, weight and
+input gradients.
 
 im2col copies every window of the input into a column matrix, ``kH * kW`` times the
 input's size, then hands it to BLAS: a 5x5 layer of 16 -> 32 channels at 28x28, batch 128,
@@ -7,22 +8,23 @@ OpenBLAS (benchmarks/README.md). Here the micro-kernel of
 :mod:`xpnet.kernels.numba_products` reads the windows where they lie, in the padded
 channels-last input:
 
-- **Forward.** :data:`~xpnet.kernels.numba_products.ROWS` neighbouring outputs of one
-  output row are a block of the result; their windows start ``stride * C_in`` floats
-  apart, and each of a window's ``kH`` rows is ``kW * C_in`` contiguous floats. So the
-  block is the micro-kernel's sum over ``kH`` segments of ``kW * C_in`` steps, against the
-  weights as a (kH, kW * C_in, C_out) array, the sums in registers throughout. A row's
-  last block ends at its last output (overlapping the one before, whose sums it writes
-  again, equal); the bias is added after.
-- **Weight gradient.** ``d(weight)[ky, kx, c, :]``, ROWS consecutive ``(kx, c)`` at a
-  time, is the same micro-kernel with the roles turned: its inner dimension walks the
-  output positions of one image (``out_h`` segments of ``out_w`` steps), ``a`` the input
-  at that offset, ``b`` the output gradient. Each image's sums are float32 in that order;
-  the images' sums are added in float64, one buffer per thread.
+- **Forward.** A block of the result is ROWS output positions (6 with the wide block)
+  x 16 or 32 output channels. Each of a window's ``kH`` rows is ``kW * C_in`` contiguous
+  floats, so the block is the micro-kernel's sum over ``kH`` segments of ``kW * C_in``
+  steps against the weights as a (kH, kW * C_in, C_out) array, the sums in registers
+  throughout. The block's rows are consecutive positions anywhere in the batch (an array
+  of their windows' offsets), the last block's spare rows repeat the last position, and
+  the sums start from the bias.
+- **Weight gradient.** ``d(weight)[ky, kx, c, :]``, ROWS consecutive ``(kx, c)`` x 16 or
+  32 output channels at a time, is the same micro-kernel with the roles turned: its inner
+  dimension walks a run of up to :data:`DEPTH_RUN` output positions (each step at its own
+  window's offset), ``b`` the output gradient. Each run sums in float32; the runs, one
+  buffer per thread, add up in float64.
 - **Input gradient.** ROWS output positions' window gradients at a time, (ROWS, C_out)
-  of the output gradient times the (C_out, kH * kW * C_in) weights, into a small buffer
-  (col2im's columns, one block of them), each row then added into its window of the
-  padded input's gradient: any stride, and one image's windows on one thread.
+  of the output gradient times the (C_out, kH * kW * C_in) weights: added straight into
+  the windows of the padded input's gradient by the micro-kernel where C_in is a multiple
+  of 16 (the block's rows then never overlap), through a small buffer otherwise; one
+  image's windows on one thread.
 
 No bounds checks: :mod:`xpnet.kernels.direct` passes arrays of the documented shapes.
 """
