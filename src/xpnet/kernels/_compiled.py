@@ -65,17 +65,25 @@ def owns_cores() -> bool:
     return _owns_cores
 
 
+PARALLEL_MIN_WORK = 2**16
+"""A loop's work below which it runs on the calling thread alone even where the loops own
+the cores: elements for the one-pass loops, multiply-adds / 32 for the convolutions
+(both about 30-60 us on one thread). Starting and joining the other threads costs more
+than such a loop saves: scikit-learn's grid search of the README on 8x8 digits took 33.7 s
+with every loop on two threads, 15.9 s on one."""
+
+
 @contextlib.contextmanager
-def loop_threads() -> Iterator[ModuleType]:
-    """The loops module, on every Numba thread where :func:`owns_cores`, else on the
-    calling thread alone inside the block.
+def loop_threads(work: int) -> Iterator[ModuleType]:
+    """The loops module, on every Numba thread where :func:`owns_cores` and ``work`` is at
+    least :data:`PARALLEL_MIN_WORK`, else on the calling thread alone inside the block.
 
     The loops are compiled ``parallel=True``, which also lets LLVM vectorise them
     (compiled serially, the Winograd input transform ran 7x slower: unvectorised). On one
     thread they leave BLAS's workers a core of their own.
     """
     assert loops is not None
-    if owns_cores():
+    if owns_cores() and work >= PARALLEL_MIN_WORK:
         yield loops
         return
     previous = loops.get_num_threads()

@@ -99,7 +99,7 @@ def conv2d(
         biases[:c_out] = bias
     if blocks != c_out:
         rows = np.concatenate([rows, np.zeros((*rows.shape[:2], blocks - c_out), rows.dtype)], 2)
-    with _compiled.loop_threads() as loops:
+    with _compiled.loop_threads(_work(out, weight)) as loops:
         parts = max(1, min(loops.get_num_threads(), out.shape[0] * out.shape[1]))
         loops.conv_forward(x_padded, rows, biases, stride, parts, out)
     if blocks != c_out:
@@ -125,7 +125,7 @@ def conv2d_backward(
         _, hp, wp, _ = x_padded.shape
         (ph, pw), h, w = padding, hp - 2 * padding[0], wp - 2 * padding[1]
         grad_padded = np.empty_like(x_padded)
-        with _compiled.loop_threads() as loops:
+        with _compiled.loop_threads(_work(grad, weight)) as loops:
             loops.conv_input_grad(grad, gradient_rows(weight), (kh, kw), stride, grad_padded)
         grad_x = grad_padded[:, ph : ph + h, pw : pw + w]
     return grad_x, grad_weight
@@ -151,11 +151,17 @@ def _weight_grad(
     if columns != c_out:
         grad = np.concatenate([grad, np.zeros((*grad.shape[:3], columns - c_out), grad.dtype)], 3)
     sums = np.zeros((kh, rows, columns), dtype=np.float64)
-    with _compiled.loop_threads() as loops:
+    with _compiled.loop_threads(_work(grad, weight)) as loops:
         parts = max(1, min(loops.get_num_threads(), grad.shape[0] * grad.shape[1]))
         loops.conv_weight_grad(x_flat, tuple(x_padded.shape), grad, stride, parts, sums)
     sums = sums[:, :segment, :c_out].reshape(kh, kw, c_in, c_out)
     return np.ascontiguousarray(np.permute_dims(sums, (3, 2, 0, 1)), dtype=weight.dtype)
+
+
+def _work(out: np.ndarray, weight: np.ndarray) -> int:
+    """A pass's work in :func:`~xpnet.kernels._compiled.loop_threads`' units: its
+    multiply-adds (each output element's ``C_in * kH * kW``) / 32."""
+    return out.size * (weight.size // weight.shape[0]) // 32
 
 
 def gradient_rows(weight: np.ndarray) -> np.ndarray:

@@ -227,7 +227,7 @@ def conv2d(
     out = np.empty((n, *out_hw, c_out), dtype=x.dtype)
     bias_or_none = np.empty(0, dtype=x.dtype) if bias is None else bias
     blocks, input_tiles = _blocks(x_nhwc, c_out, padding, (th, tw))
-    with _compiled.loop_threads() as loops:
+    with _compiled.loop_threads(n * th * tw * 16 * max(c_in, c_out)) as loops:  # V's or M's
         for block in blocks:
             v = input_tiles(loops, block)
             m = products(loops, v.reshape(16, -1, c_in), u)  # (tiles, C_in) @ (C_in, C_out)
@@ -256,7 +256,7 @@ def conv2d_backward(
     grad_bias = np.zeros(c_out, dtype=np.float64) if bias_grad else None
     grad_x = np.empty((n, *x_hw, c_in), dtype=u.dtype) if input_grad else None
     blocks, input_tiles = _blocks(x_nhwc, c_out, padding, (th, tw))
-    with _compiled.loop_threads() as loops:
+    with _compiled.loop_threads(n * th * tw * 16 * max(c_in, c_out)) as loops:
         for block in blocks:
             images = slice(block.start, block.stop)
             v = input_tiles(loops, block)  # the forward's V, again

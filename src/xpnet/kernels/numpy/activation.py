@@ -27,7 +27,7 @@ def relu_backward(grad_out: np.ndarray, out: np.ndarray) -> np.ndarray:
         flat_grad, flat_out = _flat_view(grad_out), _flat_view(out)
         if flat_grad is not None and flat_out is not None:
             result = np.empty_like(out, dtype=grad_out.dtype)  # out's layout
-            with _compiled.loop_threads() as loops:
+            with _compiled.loop_threads(out.size) as loops:
                 loops.relu_backward(flat_grad, flat_out, _flat_view(result))
             return result
     return zero_where(out <= 0, grad_out)

@@ -178,7 +178,7 @@ def _batch_norm_compiled(
         inv_std = (1.0 / np.sqrt(running_var + eps)).astype(dtype)
     none = np.empty(0, dtype=dtype)
     x_hat, out = np.empty_like(wide), np.empty_like(wide)
-    with _compiled.loop_threads():
+    with _compiled.loop_threads(wide.size):
         loops.normalize(
             wide,
             np.tile(mean, r),
@@ -267,7 +267,7 @@ def _batch_norm_backward_compiled(
         return None, grad_weight if has_weight else None, grad_bias
     coefficients = _input_grad_coefficients(saved, grad_bias, grad_weight, count)
     grad_x = np.empty_like(grad_wide)
-    with _compiled.loop_threads():
+    with _compiled.loop_threads(grad_wide.size):
         tiled = [np.tile(v, r) for v in coefficients]
         loops.affine_pair(grad_wide, x_hat_wide, relu_out, *tiled, grad_x)
     n, h, w = nhw

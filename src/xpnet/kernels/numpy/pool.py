@@ -46,7 +46,7 @@ def max_pool2d_forward(
         out_nhwc = np.empty((n, h // kh, w // kw, c), dtype=x.dtype)
         argmax_nhwc = np.empty(out_nhwc.shape, dtype=np.int32)  # vectorises beside float32
         nan_in = np.empty(n, dtype=np.bool_)
-        with _compiled.loop_threads() as loops:
+        with _compiled.loop_threads(x.size) as loops:
             loops.max_pool_forward(
                 np.permute_dims(x, (0, 2, 3, 1)), kh, kw, out_nhwc, argmax_nhwc, nan_in
             )
@@ -83,7 +83,7 @@ def max_pool2d_backward(grad_out: np.ndarray, saved: Pool2dSaved) -> np.ndarray:
     if _compiled.available() and is_channels_last(argmax):  # one pass
         n, c, h, w = saved.x_shape
         grad_x = np.empty((n, h, w, c), dtype=grad_out.dtype)
-        with _compiled.loop_threads() as loops:
+        with _compiled.loop_threads(grad_x.size) as loops:
             loops.max_pool_backward(
                 channels_last(grad_out),  # a copy after a Flatten: 5x faster than strided
                 np.permute_dims(argmax, (0, 2, 3, 1)),
