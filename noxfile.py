@@ -4,8 +4,9 @@
   over every backend (``numpy``, ``numpy-generic``, ``array_api_strict``, ``torch``,
   ``torch-cuda``, ``cupy``, ``jax``; one that is not usable here is skipped with the reason;
   ``jax`` also runs the compiled step and JAX's autodiff as a second reference; the ``jax``
-  backend's tests and those two run in a second pytest process beside the rest, on the
-  other core, their coverage combined with the rest's), the
+  backend's tests and the compiled step's run in a second pytest process beside the rest,
+  on the other core, their coverage combined with the rest's; both run the compiled loops
+  on one thread), the
   data-parallel tests under ``mpiexec -n 2`` (mpi4py and MPICH's wheel), coverage against a
   floor (``[tool.coverage.report] fail_under``), then the docstring examples. Tests that do not
   depend on the backend run once. ``XPNET_TEST_BACKENDS=torch nox -s tests``: one backend;
@@ -60,13 +61,16 @@ def tests(session: nox.Session) -> None:
         session.run("pytest", *session.posargs, env=TEST_ENV)
         return
     # The jax backend's tests compile on one core (eager JAX compiles each operation per
-    # shape, single-threaded) while the rest runs beside them; the JAX-only modules
-    # (conftest.JAX_PART: the compiled step, JAX's autodiff) go with them, and their
-    # coverage (compiled.py) joins the rest's before the floor is checked.
+    # shape, single-threaded) while the rest runs beside them; the compiled step's tests
+    # (conftest.JAX_PART) go with them, and their coverage (compiled.py) joins the rest's
+    # before the floor is checked.
     jax_part, jax_log, jax_coverage = _start_jax_backend_part(session)
     try:
+        # two processes on the machine's cores: each runs the compiled loops on one thread
+        # (two-thread loops beside a busy core waited on it: 121 s for a 13 s test)
+        env = {**TEST_ENV, "XPNET_TEST_PART": "without-jax-backend", "XPNET_LOOP_THREADS": "1"}
         session.run("pytest", "--cov=xpnet", "--cov-report=", "--cov-fail-under=0",
-                    "--durations=15", env={**TEST_ENV, "XPNET_TEST_PART": "without-jax-backend"})  # fmt: skip
+                    "--durations=15", env=env)  # fmt: skip
     finally:
         code = jax_part.wait()
         session.log(f"the jax backend's tests, run beside the rest:\n{jax_log.read_text()}")
@@ -89,7 +93,8 @@ def _start_jax_backend_part(session: nox.Session) -> tuple[subprocess.Popen, Pat
     log, coverage = tmp / "jax-backend.log", tmp / ".coverage.jax-backend"
     coverage.unlink(missing_ok=True)
     bin_dir = str(session.bin)
-    env = {**os.environ, **TEST_ENV, "XPNET_TEST_BACKENDS": "jax", "XPNET_TEST_PART": "jax-backend"}
+    env = {**os.environ, **TEST_ENV, "XPNET_TEST_BACKENDS": "jax", "XPNET_TEST_PART": "jax-backend",
+           "XPNET_LOOP_THREADS": "1"}  # fmt: skip
     env.update(PATH=bin_dir + os.pathsep + env.get("PATH", ""), COVERAGE_FILE=str(coverage))
     python = str(Path(bin_dir, "python"))
     command = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=5",

@@ -497,3 +497,31 @@ def test_mnist_resnet_float32_gradients_against_float64(compiled, compiled_on):
 
     for got, ref in zip(gradients("float32", True), gradients("float64", False), strict=True):
         assert np.abs(got - ref).max() <= 5e-5 * np.abs(ref).max()
+
+
+@needs_numba
+def test_direct_loops_give_the_same_sums_cut_into_any_number_of_parts():
+    """The direct loops split their work into ``parts`` (one a thread; the suite runs them
+    on one thread, ``XPNET_LOOP_THREADS=1``): forward and weight gradient cut into 1, 2
+    and 5 parts give the same results (the forward bit for bit; the weight gradient's
+    float64 sum of float32 runs to float32 rounding)."""
+    from xpnet.kernels import direct, numba_direct
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 9, 11, 16)).astype(np.float32)
+    weight = rng.standard_normal((32, 16, 5, 3)).astype(np.float32)
+    x_padded = direct.pad_input(x, (2, 1))
+    rows, bias = direct.window_rows(weight), rng.standard_normal(32).astype(np.float32)
+    outs, grads = [], []
+    for parts in (1, 2, 5):
+        out = np.empty((3, 4, 6, 32), dtype=np.float32)  # stride 2
+        numba_direct.conv_forward(x_padded, rows, bias, (2, 2), parts, out)
+        sums = np.zeros((5, 48, 32))
+        numba_direct.conv_weight_grad(
+            x_padded.reshape(-1), x_padded.shape, out, (2, 2), parts, sums
+        )
+        outs.append(out)
+        grads.append(sums)
+    for out, sums in zip(outs[1:], grads[1:], strict=True):
+        np.testing.assert_array_equal(out, outs[0])
+        np.testing.assert_allclose(sums, grads[0], rtol=1e-5, atol=1e-5 * np.abs(grads[0]).max())
