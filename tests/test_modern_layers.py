@@ -304,6 +304,10 @@ def test_inference_mode_folds_batch_norm_into_the_conv_before_it(xp, backend, co
     with nn.inference_mode():
         model(x)
     assert norm._saved is not None  # training mode: the batch's statistics, not folded
+    # a pair that does not fit (8 channels normalised after 16) is not folded: its own error
+    mismatched = nn.Sequential(model.layers[0], nn.BatchNorm2d(8, backend=backend)).eval()
+    with nn.inference_mode(), pytest.raises(ValueError, match="8"):
+        mismatched(x)
 
 
 @pytest.mark.parametrize("input_grad", [True, False])

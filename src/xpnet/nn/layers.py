@@ -292,14 +292,17 @@ class Dropout(Module):
         return {"p": self.p}
 
 
-def _folds_into_conv(layer: Module | None) -> bool:
-    """Whether ``layer`` is a batch norm in eval mode that normalises by running
-    statistics, and nothing more (not a subclass with a forward of its own)."""
+def _folds_into_conv(conv: Conv2d, layer: Module | None) -> bool:
+    """Whether ``layer`` is a batch norm of ``conv``'s output (4-D, its channel count) in
+    eval mode that normalises by running statistics, and nothing more (not a subclass with
+    a forward of its own). Any other pair runs as it is, with its own errors."""
     return (
         isinstance(layer, _BatchNorm)
+        and 4 in layer.input_ranks
         and layer.fuses_relu()
         and not layer.training
         and layer.track_running_stats
+        and tuple(layer.running_mean.shape) == (conv.weight.shape[0],)
     )
 
 
@@ -313,11 +316,12 @@ def _folded_conv(conv: Conv2d, norm: _BatchNorm, x: Array) -> Array:
     shift = -norm.running_mean.data
     if conv.bias is not None:
         shift = shift + conv.bias.data
-    if norm.weight is not None and norm.bias is not None:
-        scale = scale * norm.weight.data
+    affine = norm.weight is not None and norm.bias is not None
+    if affine:
+        scale = scale * norm.weight.data  # type: ignore[union-attr]
     bias = shift * scale
-    if norm.weight is not None and norm.bias is not None:
-        bias = bias + norm.bias.data
+    if affine:
+        bias = bias + norm.bias.data  # type: ignore[union-attr]
     folded = weight * xp.reshape(scale, (-1, 1, 1, 1))
     conv._saved = norm._saved = None
     return F.conv2d(x, folded, bias, stride=conv.stride, padding=conv.padding)
@@ -368,7 +372,7 @@ class Sequential(Module):
         while index < len(self.layers):
             layer = self.layers[index]
             following = self.layers[index + 1] if index + 1 < len(self.layers) else None
-            if inference and type(layer) is Conv2d and _folds_into_conv(following):
+            if inference and type(layer) is Conv2d and _folds_into_conv(layer, following):
                 x = _folded_conv(layer, following, x)  # type: ignore[arg-type]
                 index += 2
             elif isinstance(layer, _BatchNorm) and layer.fuses_relu() and type(following) is ReLU:
