@@ -5,8 +5,8 @@
   ``torch-cuda``, ``cupy``, ``jax``; one that is not usable here is skipped with the reason;
   ``jax`` also runs the compiled step and JAX's autodiff as a second reference; the ``jax``
   backend's tests and the compiled step's run in a second pytest process beside the rest,
-  on the other core, their coverage combined with the rest's; both run the compiled loops
-  on one thread), the
+  on the other core, their coverage combined with the rest's; both run every pool of
+  threads on one), the
   data-parallel tests under ``mpiexec -n 2`` (mpi4py and MPICH's wheel), coverage against a
   floor (``[tool.coverage.report] fail_under``), then the docstring examples. Tests that do not
   depend on the backend run once. ``XPNET_TEST_BACKENDS=torch nox -s tests``: one backend;
@@ -14,6 +14,8 @@
 - ``nox -s quick``: the inner loop, the tests not marked ``slow`` on NumPy (and numpy-generic),
   in the ``tests`` session's environment (under a minute here).
 - ``nox -s lint``: ruff check, ruff format --check and mypy over ``src/xpnet``.
+- ``nox -s docs``: the documentation site (``docs/_build/html``), built with warnings as
+  errors, the gallery executed (``-- -D plot_gallery=0``: without running it).
 - ``nox -s bench``: the benchmarks (not a default session).
 - ``nox -s peers``: xpnet against PyTorch, Keras, Chainer, DeZero and tinygrad, each in a
   virtualenv of its own under ``.peers/`` (not a default session; see benchmarks/peers.py).
@@ -42,6 +44,11 @@ nox.options.reuse_venv = "yes"
 TORCH = os.environ.get("XPNET_TORCH", "torch==2.13.0")
 CUPY = os.environ.get("XPNET_CUPY", "cupy-cuda13x")
 TEST_ENV = {"MPLBACKEND": "Agg"}
+ONE_CORE = {"XPNET_LOOP_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+"""The suite's two processes share the machine's cores, one each: every pool of threads in
+them (xpnet's compiled loops, OpenBLAS, PyTorch's OpenMP) runs on one thread. A pool of two
+beside the other process's busy core waits on it: the README's grid search took 78-121 s
+in the suite with OpenBLAS on two threads, 25 s on one, 13 s alone."""
 
 
 def _test_requirements() -> list[str]:
@@ -66,9 +73,7 @@ def tests(session: nox.Session) -> None:
     # before the floor is checked.
     jax_part, jax_log, jax_coverage = _start_jax_backend_part(session)
     try:
-        # two processes on the machine's cores: each runs the compiled loops on one thread
-        # (two-thread loops beside a busy core waited on it: 121 s for a 13 s test)
-        env = {**TEST_ENV, "XPNET_TEST_PART": "without-jax-backend", "XPNET_LOOP_THREADS": "1"}
+        env = {**TEST_ENV, **ONE_CORE, "XPNET_TEST_PART": "without-jax-backend"}
         session.run("pytest", "--cov=xpnet", "--cov-report=", "--cov-fail-under=0",
                     "--durations=15", env=env)  # fmt: skip
     finally:
@@ -93,8 +98,8 @@ def _start_jax_backend_part(session: nox.Session) -> tuple[subprocess.Popen, Pat
     log, coverage = tmp / "jax-backend.log", tmp / ".coverage.jax-backend"
     coverage.unlink(missing_ok=True)
     bin_dir = str(session.bin)
-    env = {**os.environ, **TEST_ENV, "XPNET_TEST_BACKENDS": "jax", "XPNET_TEST_PART": "jax-backend",
-           "XPNET_LOOP_THREADS": "1"}  # fmt: skip
+    env = {**os.environ, **TEST_ENV, **ONE_CORE, "XPNET_TEST_BACKENDS": "jax",
+           "XPNET_TEST_PART": "jax-backend"}  # fmt: skip
     env.update(PATH=bin_dir + os.pathsep + env.get("PATH", ""), COVERAGE_FILE=str(coverage))
     python = str(Path(bin_dir, "python"))
     command = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=5",
@@ -123,6 +128,16 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the site with Sphinx from ``docs/``: warnings (numpydoc's validation of every
+    public docstring included) are errors, the gallery in ``examples/`` runs, and nothing is
+    fetched from the network."""
+    session.install(".[docs]")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html",
+                *session.posargs, env=TEST_ENV)  # fmt: skip
 
 
 @nox.session

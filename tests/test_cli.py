@@ -14,6 +14,8 @@ from xpnet import _backend
 from xpnet.cli import main
 from xpnet.datasets import load_mnist
 
+from .conftest import SELECTED
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -300,3 +302,28 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
     )  # fmt: skip
     assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr, run.stderr
     assert run.stderr == ""
+
+
+@pytest.mark.slow
+def test_cli_compiled_training_in_jaxs_default_32_bit_mode(tmp_path, capsys):
+    """As a user runs it: JAX's float32 default (the tests turn 64-bit mode on), warnings as
+    errors (an int64 request would warn), the checkpoint then evaluated on NumPy. In its
+    own process, so it runs in the suite's main part, beside the jax backend's tests."""
+    import os
+
+    if "jax" not in SELECTED:
+        pytest.skip("jax is not selected")
+    pytest.importorskip("jax", reason="jax is not installed: the compiled step is JAX's")
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    out = tmp_path / "run"
+    train = [sys.executable, "-W", "error", "-m", "xpnet", "train", "--backend", "jax",
+             "--compile", "--model", "seed_cnn", "--limit", "400", "--epochs", "1", "--val", "0",
+             "--out", str(out),
+             "--no-progress"]  # fmt: skip
+    run = subprocess.run(train, capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert ", compiled" in run.stdout
+    accuracy = float(run.stdout.strip().splitlines()[-1].split(": ")[1])
+    assert accuracy > 0.1  # above chance; seed_cnn (the fewest layers to compile), 4 steps: 0.165
+    assert main(["evaluate", str(out / "model.npz"), "--backend", "numpy", "--limit", "400"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == run.stdout.strip().splitlines()[-1]

@@ -157,28 +157,3 @@ def test_a_failing_trace_leaves_the_model_as_it_was():
         np.testing.assert_array_equal(xpnet.to_numpy(param.data), old)
     x, y = _batch(0, n=4)
     step(xpnet.asarray(x, backend="jax"), xpnet.asarray(y, backend="jax"))  # still usable
-
-
-@pytest.mark.slow
-def test_cli_compiled_training_in_jaxs_default_32_bit_mode(tmp_path, capsys):
-    """As a user runs it: JAX's float32 default (the tests turn 64-bit mode on), warnings as
-    errors (an int64 request would warn), the checkpoint then evaluated on NumPy."""
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
-    out = tmp_path / "run"
-    train = [sys.executable, "-W", "error", "-m", "xpnet", "train", "--backend", "jax",
-             "--compile", "--model", "seed_cnn", "--limit", "400", "--epochs", "1", "--val", "0",
-             "--out", str(out),
-             "--no-progress"]  # fmt: skip
-    run = subprocess.run(train, capture_output=True, text=True, env=env, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert ", compiled" in run.stdout
-    accuracy = float(run.stdout.strip().splitlines()[-1].split(": ")[1])
-    assert accuracy > 0.1  # above chance; seed_cnn (the fewest layers to compile), 4 steps: 0.165
-    from xpnet.cli import main
-
-    assert main(["evaluate", str(out / "model.npz"), "--backend", "numpy", "--limit", "400"]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1] == run.stdout.strip().splitlines()[-1]
