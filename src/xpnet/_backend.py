@@ -64,6 +64,11 @@ def available_backends() -> list[str]:
 
     ``"cupy"`` is listed only when ``import cupy`` works and a CUDA device is usable.
 
+    Returns
+    -------
+    list of str
+        Names from :data:`BACKENDS`, in its order.
+
     Examples
     --------
     >>> import xpnet
@@ -98,7 +103,13 @@ def set_backend(name: str) -> None:
 
 
 def get_backend() -> str:
-    """Return the default backend: the last :func:`set_backend`, else ``$XPNET_BACKEND``, else numpy."""
+    """Return the default backend: the last :func:`set_backend`, else ``$XPNET_BACKEND``, else numpy.
+
+    Returns
+    -------
+    str
+        A name from :data:`BACKENDS`.
+    """
     if _current_backend is not None:
         return _current_backend
     return check_backend_name(os.environ.get("XPNET_BACKEND", "numpy"))
@@ -106,6 +117,16 @@ def get_backend() -> str:
 
 def namespace(name: str | None = None) -> ModuleType:
     """Return the array-API namespace of backend ``name`` (default: :func:`get_backend`).
+
+    Parameters
+    ----------
+    name : str, optional
+        A name from :data:`BACKENDS`.
+
+    Returns
+    -------
+    module
+        The namespace (array-api-compat's wrapper where the library needs one).
 
     Examples
     --------
@@ -128,7 +149,18 @@ def is_array(x: object) -> bool:
 
 
 def backend_of(x: Any) -> str:
-    """Name the backend an array belongs to (``"numpy"``, ``"torch"``, ...)."""
+    """Name the backend an array belongs to (``"numpy"``, ``"torch"``, ...).
+
+    Parameters
+    ----------
+    x : array
+        An array of any supported library.
+
+    Returns
+    -------
+    str
+        The backend's name; for a library xpnet does not know, its top-level module's.
+    """
     if array_api_compat.is_numpy_array(x):
         return "numpy"
     if array_api_compat.is_torch_array(x):
@@ -199,6 +231,16 @@ def plain_backend(*arrays: Any) -> str | None:
 def to_numpy(x: Any) -> np.ndarray:
     """Copy an array of any backend (CuPy, torch on any device, array_api_strict) to NumPy.
 
+    Parameters
+    ----------
+    x : array
+        An array of any backend, on any device.
+
+    Returns
+    -------
+    numpy.ndarray
+        A host copy (NumPy input is returned as it is).
+
     Examples
     --------
     >>> import xpnet
@@ -229,6 +271,11 @@ def asarray(obj: Any, *, backend: str | None = None, dtype: Any = None, device: 
         A dtype of the target namespace, or its name (``"float32"``).
     device : optional
         Target device, e.g. ``"cuda"`` for torch; default: the backend's default device.
+
+    Returns
+    -------
+    array
+        An array of ``backend``'s type on ``device``.
 
     Examples
     --------

@@ -45,7 +45,18 @@ class RandomShift:
         self._random = DeviceRandom(seed)
 
     def offsets(self, images: Array) -> tuple[Array, Array]:
-        """The crop offsets in the padded images, (N,) each in [0, 2 * max_shift]."""
+        """The crop offsets in the padded images, (N,) each in [0, 2 * max_shift].
+
+        Parameters
+        ----------
+        images : array
+            The batch (N, C, H, W); the offsets are drawn on its device.
+
+        Returns
+        -------
+        dy, dx : array
+            Integer offsets (N,) each.
+        """
         xp = array_namespace(images)
         n = images.shape[0]
         draws = self._random.uniform((2, n), like=images)
@@ -80,3 +91,6 @@ class RandomShift:
 
     def __repr__(self) -> str:
         return f"RandomShift(max_shift={self.max_shift}, seed={self.seed})"
+
+
+__all__ = ["RandomShift"]

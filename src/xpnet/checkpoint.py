@@ -100,7 +100,26 @@ def save_checkpoint(
 
 
 class Checkpoint:
-    """A loaded checkpoint: ``model`` (on the requested backend) and the saved state."""
+    """A loaded checkpoint: ``model`` (on the requested backend) and the saved state.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.npz`` file, read as untrusted input.
+    backend : str, optional
+        Where to build the model (default :func:`xpnet.get_backend`).
+    input_shape : sequence of int, optional
+        One image's shape to check the model runs on, where the file records none.
+
+    Attributes
+    ----------
+    model : Module
+        The net, its weights loaded.
+    state : dict
+        The JSON training state saved with it (epoch, step, history, ...).
+    meta : dict
+        Everything the file's metadata holds.
+    """
 
     def __init__(
         self,
@@ -131,7 +150,15 @@ class Checkpoint:
         }
 
     def restore_optimizer(self, optimizer: Any, scheduler: Any = None) -> None:
-        """Load the saved optimizer (and scheduler) state into freshly built ones."""
+        """Load the saved optimizer (and scheduler) state into freshly built ones.
+
+        Parameters
+        ----------
+        optimizer : Optimizer
+            Of the saved type, over the model's parameters.
+        scheduler : LRScheduler, optional
+            Restored too, where the checkpoint holds one.
+        """
         saved = self.meta.get("optimizer")
         if saved is None:
             raise CheckpointError(f"{self.path}: holds no optimizer state")
@@ -351,3 +378,6 @@ def load_checkpoint(
         A ``ValueError`` naming the file and what is wrong with it.
     """
     return Checkpoint(path, backend=backend, input_shape=input_shape)
+
+
+__all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint"]

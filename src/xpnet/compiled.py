@@ -40,7 +40,15 @@ class CompileUnsupported(ValueError):
 
 
 def check_compilable(model: Module, *, distributed: Any = None) -> None:
-    """Raise :class:`CompileUnsupported` (one line) unless ``model``'s step can be compiled."""
+    """Raise :class:`CompileUnsupported` (one line) unless ``model``'s step can be compiled.
+
+    Parameters
+    ----------
+    model : Module
+        The net ``fit`` would train.
+    distributed : Communicator, optional
+        A data-parallel run (not compiled).
+    """
     params = model.parameters()
     backend = backend_of(params[0].data) if params else "?"
     if backend not in COMPILERS:
@@ -162,3 +170,6 @@ class CompiledStep:
         self.model.backward(grad, input_grad=False)  # the input is data
         self.optimizer.update_each(scalars)
         return self._state(), logits, batch_loss
+
+
+__all__ = ["CompileUnsupported", "CompiledStep", "check_compilable"]

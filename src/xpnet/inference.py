@@ -34,7 +34,20 @@ def model_place(model: Module) -> tuple[str, Any, Namespace]:
 
 
 def to_model_device(model: Module, *arrays: Any) -> list[Any]:
-    """Copy ``arrays`` (NumPy or any backend) once to the backend and device of ``model``."""
+    """Copy ``arrays`` (NumPy or any backend) once to the backend and device of ``model``.
+
+    Parameters
+    ----------
+    model : Module
+        Its first parameter's backend and device are the target.
+    *arrays : array
+        NumPy or any backend.
+
+    Returns
+    -------
+    list of array
+        The copies, in order.
+    """
     name, dev, _ = model_place(model)
     return [asarray(a, backend=name, device=dev) for a in arrays]
 
@@ -71,6 +84,17 @@ def _batched_logits(model: Module, x: Any, batch_size: int) -> Iterator[tuple[in
 def evaluate(model: Module, x: Any, y: Any, *, batch_size: int = 1000) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``(x, y)`` (eval mode, batched).
 
+    Parameters
+    ----------
+    model : Module
+        The net; it is put in eval mode for the call and back in its mode after.
+    x : array
+        Images (N, C, H, W), NumPy or any backend; copied to the model's device once.
+    y : array
+        Integer labels (N,).
+    batch_size : int
+        Images per forward.
+
     Returns
     -------
     dict
@@ -93,14 +117,44 @@ def evaluate(model: Module, x: Any, y: Any, *, batch_size: int = 1000) -> dict[s
 
 def probabilities(model: Module, x: Any, *, batch_size: int = 1000) -> Array:
     """Class probabilities (N, n_classes) of ``model`` on images ``x`` (eval mode, batched),
-    on the model's backend and device."""
+    on the model's backend and device.
+
+    Parameters
+    ----------
+    model : Module
+        The net; it is put in eval mode for the call and back in its mode after.
+    x : array
+        Images (N, C, H, W), NumPy or any backend; copied to the model's device once.
+    batch_size : int
+        Images per forward.
+
+    Returns
+    -------
+    array, shape (N, n_classes)
+        Softmax of the logits, on the model's backend and device.
+    """
     _, _, xp = model_place(model)
     parts = [softmax(logits, axis=1) for _, logits in _batched_logits(model, x, batch_size)]
     return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
 
 
 def predict(model: Module, x: Any, *, batch_size: int = 1000) -> np.ndarray:
-    """Class probabilities (N, n_classes) of ``model`` on images ``x``, as NumPy float64."""
+    """Class probabilities (N, n_classes) of ``model`` on images ``x``, as NumPy float64.
+
+    Parameters
+    ----------
+    model : Module
+        The net; it is put in eval mode for the call and back in its mode after.
+    x : array
+        Images (N, C, H, W), NumPy or any backend; copied to the model's device once.
+    batch_size : int
+        Images per forward.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, n_classes)
+        Softmax of the logits; ``predict(...).argmax(axis=1)`` gives the classes.
+    """
     return to_numpy(probabilities(model, x, batch_size=batch_size)).astype(np.float64)
 
 

@@ -38,14 +38,36 @@ __all__ = [
 
 
 def make_rng(rng: int | np.random.Generator | None) -> np.random.Generator:
-    """A NumPy generator from a seed, a generator (returned as is) or ``None`` (fresh entropy)."""
+    """A NumPy generator from a seed, a generator (returned as is) or ``None`` (fresh entropy).
+
+    Parameters
+    ----------
+    rng : int, numpy.random.Generator or None
+        What to make the generator from.
+
+    Returns
+    -------
+    numpy.random.Generator
+        The generator.
+    """
     if isinstance(rng, np.random.Generator):
         return rng
     return np.random.default_rng(rng)
 
 
 def fan_in_and_fan_out(shape: Shape) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of a weight of ``shape`` (PyTorch's convention)."""
+    """``(fan_in, fan_out)`` of a weight of ``shape`` (PyTorch's convention).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The weight's shape, e.g. (C_out, C_in, kH, kW).
+
+    Returns
+    -------
+    fan_in, fan_out : int
+        ``C_in * receptive field`` and ``C_out * receptive field``.
+    """
     if len(shape) < 2:
         raise ValueError(f"fan_in_and_fan_out: shape must have at least 2 dims; got {shape}")
     receptive = math.prod(shape[2:])
@@ -53,7 +75,20 @@ def fan_in_and_fan_out(shape: Shape) -> tuple[int, int]:
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
-    """Recommended gain for ``nonlinearity`` (as ``torch.nn.init.calculate_gain``)."""
+    """Recommended gain for ``nonlinearity`` (as ``torch.nn.init.calculate_gain``).
+
+    Parameters
+    ----------
+    nonlinearity : str
+        ``linear``, ``conv2d``, ``sigmoid``, ``tanh``, ``relu`` or ``leaky_relu``.
+    param : float, optional
+        The negative slope of ``leaky_relu`` (default 0.01).
+
+    Returns
+    -------
+    float
+        The gain.
+    """
     if nonlinearity in ("linear", "conv2d", "sigmoid"):
         return 1.0
     if nonlinearity == "tanh":
@@ -82,19 +117,72 @@ def uniform(
     backend: str | None = None,
     dtype: str = "float32",
 ) -> Any:
-    """Values drawn from U(low, high)."""
+    """Values drawn from U(low, high).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The weight's shape, e.g. (C_out, C_in, kH, kW).
+    low, high : float
+        The interval.
+    rng : int, numpy.random.Generator or None
+        Seed or generator (``None``: fresh entropy).
+    backend : str, optional
+        Default :func:`xpnet.get_backend`.
+    dtype : str
+        ``"float32"`` (default) or ``"float64"``.
+
+    Returns
+    -------
+    array
+        Of ``shape``, on ``backend``.
+    """
     return _finish(make_rng(rng).uniform(low, high, size=shape), backend, dtype)
 
 
 def normal(
     shape: Shape, std: float, *, rng: Any = None, backend: str | None = None, dtype: str = "float32"
 ) -> Any:
-    """Values drawn from N(0, std**2)."""
+    """Values drawn from N(0, std**2).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The weight's shape, e.g. (C_out, C_in, kH, kW).
+    std : float
+        The standard deviation.
+    rng : int, numpy.random.Generator or None
+        Seed or generator (``None``: fresh entropy).
+    backend : str, optional
+        Default :func:`xpnet.get_backend`.
+    dtype : str
+        ``"float32"`` (default) or ``"float64"``.
+
+    Returns
+    -------
+    array
+        Of ``shape``, on ``backend``.
+    """
     return _finish(make_rng(rng).normal(0.0, std, size=shape), backend, dtype)
 
 
 def zeros(shape: Shape, *, backend: str | None = None, dtype: str = "float32") -> Any:
-    """An array of zeros."""
+    """An array of zeros.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The weight's shape, e.g. (C_out, C_in, kH, kW).
+    backend : str, optional
+        Default :func:`xpnet.get_backend`.
+    dtype : str
+        ``"float32"`` (default) or ``"float64"``.
+
+    Returns
+    -------
+    array
+        Of ``shape``, on ``backend``.
+    """
     return _finish(np.zeros(shape), backend, dtype)
 
 
@@ -117,6 +205,28 @@ def kaiming_uniform(
 ) -> Any:
     """He/Kaiming uniform: U(-b, b) with ``b = gain * sqrt(3 / fan)``.
 
+    Parameters
+    ----------
+    shape : tuple of int
+        The weight's shape, e.g. (C_out, C_in, kH, kW).
+    a : float
+        The negative slope of a leaky ReLU (for the gain).
+    mode : {"fan_in", "fan_out"}
+        Keep the forward's (``fan_in``) or the backward's variance.
+    nonlinearity : str
+        The activation after the layer (see :func:`calculate_gain`).
+    rng : int, numpy.random.Generator or None
+        Seed or generator (``None``: fresh entropy).
+    backend : str, optional
+        Default :func:`xpnet.get_backend`.
+    dtype : str
+        ``"float32"`` (default) or ``"float64"``.
+
+    Returns
+    -------
+    array
+        Of ``shape``, on ``backend``.
+
     Examples
     --------
     >>> from xpnet import init
@@ -138,7 +248,30 @@ def kaiming_normal(
     backend: str | None = None,
     dtype: str = "float32",
 ) -> Any:
-    """He/Kaiming normal: N(0, std**2) with ``std = gain / sqrt(fan)``."""
+    """He/Kaiming normal: N(0, std**2) with ``std = gain / sqrt(fan)``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The weight's shape, e.g. (C_out, C_in, kH, kW).
+    a : float
+        The negative slope of a leaky ReLU (for the gain).
+    mode : {"fan_in", "fan_out"}
+        Keep the forward's (``fan_in``) or the backward's variance.
+    nonlinearity : str
+        The activation after the layer (see :func:`calculate_gain`).
+    rng : int, numpy.random.Generator or None
+        Seed or generator (``None``: fresh entropy).
+    backend : str, optional
+        Default :func:`xpnet.get_backend`.
+    dtype : str
+        ``"float32"`` (default) or ``"float64"``.
+
+    Returns
+    -------
+    array
+        Of ``shape``, on ``backend``.
+    """
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(shape, mode))
     return normal(shape, std, rng=rng, backend=backend, dtype=dtype)
 
@@ -151,7 +284,26 @@ def xavier_uniform(
     backend: str | None = None,
     dtype: str = "float32",
 ) -> Any:
-    """Glorot/Xavier uniform: U(-b, b) with ``b = gain * sqrt(6 / (fan_in + fan_out))``."""
+    """Glorot/Xavier uniform: U(-b, b) with ``b = gain * sqrt(6 / (fan_in + fan_out))``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The weight's shape, e.g. (C_out, C_in, kH, kW).
+    gain : float
+        Scales the bound or standard deviation.
+    rng : int, numpy.random.Generator or None
+        Seed or generator (``None``: fresh entropy).
+    backend : str, optional
+        Default :func:`xpnet.get_backend`.
+    dtype : str
+        ``"float32"`` (default) or ``"float64"``.
+
+    Returns
+    -------
+    array
+        Of ``shape``, on ``backend``.
+    """
     bound = _glorot_scale(shape, gain, 6.0)
     return uniform(shape, -bound, bound, rng=rng, backend=backend, dtype=dtype)
 
@@ -164,7 +316,26 @@ def xavier_normal(
     backend: str | None = None,
     dtype: str = "float32",
 ) -> Any:
-    """Glorot/Xavier normal: ``std = gain * sqrt(2 / (fan_in + fan_out))``."""
+    """Glorot/Xavier normal: ``std = gain * sqrt(2 / (fan_in + fan_out))``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The weight's shape, e.g. (C_out, C_in, kH, kW).
+    gain : float
+        Scales the bound or standard deviation.
+    rng : int, numpy.random.Generator or None
+        Seed or generator (``None``: fresh entropy).
+    backend : str, optional
+        Default :func:`xpnet.get_backend`.
+    dtype : str
+        ``"float32"`` (default) or ``"float64"``.
+
+    Returns
+    -------
+    array
+        Of ``shape``, on ``backend``.
+    """
     return normal(shape, _glorot_scale(shape, gain, 2.0), rng=rng, backend=backend, dtype=dtype)
 
 
@@ -176,7 +347,24 @@ def _glorot_scale(shape: Shape, gain: float, numerator: float) -> float:
 def lecun_uniform(
     shape: Shape, *, rng: Any = None, backend: str | None = None, dtype: str = "float32"
 ) -> Any:
-    """LeCun uniform: U(-b, b) with ``b = sqrt(3 / fan_in)``."""
+    """LeCun uniform: U(-b, b) with ``b = sqrt(3 / fan_in)``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The weight's shape, e.g. (C_out, C_in, kH, kW).
+    rng : int, numpy.random.Generator or None
+        Seed or generator (``None``: fresh entropy).
+    backend : str, optional
+        Default :func:`xpnet.get_backend`.
+    dtype : str
+        ``"float32"`` (default) or ``"float64"``.
+
+    Returns
+    -------
+    array
+        Of ``shape``, on ``backend``.
+    """
     bound = math.sqrt(3.0 / fan_in_and_fan_out(shape)[0])
     return uniform(shape, -bound, bound, rng=rng, backend=backend, dtype=dtype)
 
@@ -184,7 +372,24 @@ def lecun_uniform(
 def lecun_normal(
     shape: Shape, *, rng: Any = None, backend: str | None = None, dtype: str = "float32"
 ) -> Any:
-    """LeCun normal: ``std = 1 / sqrt(fan_in)``."""
+    """LeCun normal: ``std = 1 / sqrt(fan_in)``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The weight's shape, e.g. (C_out, C_in, kH, kW).
+    rng : int, numpy.random.Generator or None
+        Seed or generator (``None``: fresh entropy).
+    backend : str, optional
+        Default :func:`xpnet.get_backend`.
+    dtype : str
+        ``"float32"`` (default) or ``"float64"``.
+
+    Returns
+    -------
+    array
+        Of ``shape``, on ``backend``.
+    """
     std = 1.0 / math.sqrt(fan_in_and_fan_out(shape)[0])
     return normal(shape, std, rng=rng, backend=backend, dtype=dtype)
 

@@ -70,7 +70,21 @@ def seed_cnn(
 ) -> Sequential:
     """The classic from-scratch net: conv 8@5x5, sigmoid, 2x2 max-pool, affine to 10.
 
-    Returns logits; the softmax lives in the cross-entropy loss.
+    Parameters
+    ----------
+    seed : int or None
+        Seeds the initial weights (``None``: fresh entropy).
+    backend : str, optional
+        Where to create the parameters (default :func:`xpnet.get_backend`).
+    image_shape : (int, int, int)
+        One input image's (channels, height, width).
+    n_classes : int
+        Outputs (logits) per image.
+
+    Returns
+    -------
+    Sequential
+        The net, in training mode; it returns logits (the softmax lives in the loss).
     """
     rng = make_rng(seed)
     side = _side_after("seed_cnn", image_shape, [0], minimum=6)
@@ -88,7 +102,24 @@ def lenet5(
     image_shape: ImageShape = MNIST_SHAPE,
     n_classes: int = 10,
 ) -> Sequential:
-    """LeNet-5 (LeCun et al. 1998) with tanh and average pooling, padded to 32x32 input."""
+    """LeNet-5 (LeCun et al. 1998) with tanh and average pooling, padded to 32x32 input.
+
+    Parameters
+    ----------
+    seed : int or None
+        Seeds the initial weights (``None``: fresh entropy).
+    backend : str, optional
+        Where to create the parameters (default :func:`xpnet.get_backend`).
+    image_shape : (int, int, int)
+        One input image's (channels, height, width).
+    n_classes : int
+        Outputs (logits) per image.
+
+    Returns
+    -------
+    Sequential
+        The net, in training mode; it returns logits (the softmax lives in the loss).
+    """
     rng = make_rng(seed)
     side = _side_after("lenet5", image_shape, [2, 0], minimum=12)
     return Sequential(
@@ -111,8 +142,25 @@ def mnist_cnn(
     n_classes: int = 10,
 ) -> Sequential:
     """The default: two 5x5 conv blocks (16 and 32 filters) with 2x2 max-pool, and a dense
-    head. Reaches >= 99% test accuracy in 2 epochs with Adam and a one-cycle schedule;
-    see the README for how it was chosen."""
+    head. Reaches >= 99% test accuracy in 2 epochs with Adam and a one-cycle schedule,
+    at about 1.1 million multiply-adds per image (a 3x3 net of 32 and 64 filters needs 2.6).
+
+    Parameters
+    ----------
+    seed : int or None
+        Seeds the initial weights (``None``: fresh entropy).
+    backend : str, optional
+        Where to create the parameters (default :func:`xpnet.get_backend`).
+    image_shape : (int, int, int)
+        One input image's (channels, height, width).
+    n_classes : int
+        Outputs (logits) per image.
+
+    Returns
+    -------
+    Sequential
+        The net, in training mode; it returns logits (the softmax lives in the loss).
+    """
     rng = make_rng(seed)
     side = _side_after("mnist_cnn", image_shape, [0, 0], minimum=16)
     return Sequential(
@@ -137,7 +185,24 @@ def small_cnn(
 
     The scikit-learn estimator's net for small images (8x8 digits: 0.98 in 3-fold
     cross-validation with its defaults); the dropout keeps it from memorising a few
-    hundred samples."""
+    hundred samples.
+
+    Parameters
+    ----------
+    seed : int or None
+        Seeds the initial weights (``None``: fresh entropy).
+    backend : str, optional
+        Where to create the parameters (default :func:`xpnet.get_backend`).
+    image_shape : (int, int, int)
+        One input image's (channels, height, width).
+    n_classes : int
+        Outputs (logits) per image.
+
+    Returns
+    -------
+    Sequential
+        The net, in training mode; it returns logits (the softmax lives in the loss).
+    """
     rng = make_rng(seed)
     channels, height, width = image_shape
     pooled = height >= 2 and width >= 2
@@ -181,7 +246,24 @@ def mnist_resnet(
     ReLU, 2x2 max-pool, a basic residual block of 16 channels, conv 32@3x3, BN, ReLU,
     2x2 max-pool, a basic block of 32 channels, global average pooling, dense to the
     classes. Trained with random shifts (``xpnet train --model mnist_resnet --augment
-    shift``): see the README for its accuracy and time."""
+    shift``: 99.5% test accuracy after 12 epochs).
+
+    Parameters
+    ----------
+    seed : int or None
+        Seeds the initial weights (``None``: fresh entropy).
+    backend : str, optional
+        Where to create the parameters (default :func:`xpnet.get_backend`).
+    image_shape : (int, int, int)
+        One input image's (channels, height, width).
+    n_classes : int
+        Outputs (logits) per image.
+
+    Returns
+    -------
+    Sequential
+        The net, in training mode; it returns logits (the softmax lives in the loss).
+    """
     rng = make_rng(seed)
     _, height, width = image_shape
     if height < 4 or width < 4:
@@ -222,6 +304,24 @@ def build(
     """Build the model called ``name`` (one of :data:`MODELS`) for ``image_shape``
     (channels, height, width) and ``n_classes`` outputs.
 
+    Parameters
+    ----------
+    name : str
+        A key of :data:`MODELS`.
+    seed : int or None
+        Seeds the initial weights (``None``: fresh entropy).
+    backend : str, optional
+        Where to create the parameters (default :func:`xpnet.get_backend`).
+    image_shape : (int, int, int)
+        One input image's (channels, height, width).
+    n_classes : int
+        Outputs (logits) per image.
+
+    Returns
+    -------
+    Sequential
+        The net, in training mode; it returns logits (the softmax lives in the loss).
+
     Examples
     --------
     >>> from xpnet import models
@@ -231,3 +331,6 @@ def build(
     if name not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}; got {name!r}")
     return MODELS[name](seed=seed, backend=backend, image_shape=image_shape, n_classes=n_classes)
+
+
+__all__ = ["MODELS", "build", "lenet5", "mnist_cnn", "mnist_resnet", "seed_cnn", "small_cnn"]

@@ -4,21 +4,21 @@ a browser runs, built with ``onnx.helper`` (``pip install "xpnet[onnx]"``).
 Every layer xpnet ships maps to standard operators, as in eval mode (a model in training
 mode is exported as ``model.eval()`` computes; nothing about the model is changed):
 
-============================  =====================================================
-xpnet                         ONNX
-============================  =====================================================
-``Conv2d``                    ``Conv`` (pads [top, left, bottom, right])
-``MaxPool2d``                 ``MaxPool`` (padding never wins the max, as in xpnet)
-``AvgPool2d``                 ``AveragePool``, ``count_include_pad=1`` (as xpnet)
-``AdaptiveAvgPool2d``         ``GlobalAveragePool`` (1x1), else ``AveragePool``
-``BatchNorm1d/2d``            ``BatchNormalization`` with the running statistics, eps
-``Linear``                    ``Gemm`` (``transB=1``)
+=============================  =====================================================
+xpnet                          ONNX
+=============================  =====================================================
+``Conv2d``                     ``Conv`` (pads [top, left, bottom, right])
+``MaxPool2d``                  ``MaxPool`` (padding never wins the max, as in xpnet)
+``AvgPool2d``                  ``AveragePool``, ``count_include_pad=1`` (as xpnet)
+``AdaptiveAvgPool2d``          ``GlobalAveragePool`` (1x1), else ``AveragePool``
+``BatchNorm1d/2d``             ``BatchNormalization`` with the running statistics, eps
+``Linear``                     ``Gemm`` (``transB=1``)
 ``ReLU``/``Sigmoid``/``Tanh``  ``Relu``/``Sigmoid``/``Tanh``
-``Softmax``                   ``Softmax`` (opset >= 13: per-axis semantics)
-``Flatten``                   ``Flatten`` (axis 1)
-``Residual``                  its block, its shortcut (or the input), ``Add``
-``Dropout``                   nothing (the identity in eval mode)
-============================  =====================================================
+``Softmax``                    ``Softmax`` (opset >= 13: per-axis semantics)
+``Flatten``                    ``Flatten`` (axis 1)
+``Residual``                   its block, its shortcut (or the input), ``Add``
+``Dropout``                    nothing (the identity in eval mode)
+=============================  =====================================================
 
 The graph's input is ``images`` (``N x C x H x W`` float32, ``N`` dynamic), its output
 ``logits``; the file's metadata records xpnet's version and the model's spec
@@ -225,7 +225,22 @@ def _image_shape(input_shape: Any) -> tuple[int, int, int]:
 
 def to_onnx(model: Module, *, input_shape: Any, opset: int = DEFAULT_OPSET) -> Any:
     """The ONNX ``ModelProto`` of ``model`` for images of ``input_shape`` (checked with
-    ``onnx.checker.check_model(full_check=True)``); see the module docstring."""
+    ``onnx.checker.check_model(full_check=True)``); see the module docstring.
+
+    Parameters
+    ----------
+    model : Module
+        Built from xpnet's layers.
+    input_shape : sequence of int
+        One image's (C, H, W); the batch size stays dynamic.
+    opset : int
+        The ONNX opset to target.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The graph, weights included.
+    """
     try:
         import onnx
     except ImportError:
@@ -309,7 +324,18 @@ def export(
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """What an exported file says of itself: ``xpnet_version`` and ``spec`` (a dict)."""
+    """What an exported file says of itself: ``xpnet_version`` and ``spec`` (a dict).
+
+    Parameters
+    ----------
+    path : str or Path
+        An ``.onnx`` file written by :func:`export`.
+
+    Returns
+    -------
+    dict
+        ``xpnet_version`` (str or None) and ``spec`` (the model's spec, or None).
+    """
     import onnx
 
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
@@ -317,3 +343,6 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         "xpnet_version": props.get("xpnet_version"),
         "spec": json.loads(props.get("xpnet_spec", "null")),
     }
+
+
+__all__ = ["DEFAULT_OPSET", "ExportError", "export", "read_metadata", "to_onnx"]

@@ -10,7 +10,20 @@ from .train import History
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 10) -> np.ndarray:
-    """Counts ``[true, predicted]`` as an (n_classes, n_classes) int64 matrix."""
+    """Counts ``[true, predicted]`` as an (n_classes, n_classes) int64 matrix.
+
+    Parameters
+    ----------
+    y_true, y_pred : numpy.ndarray
+        Integer labels (N,).
+    n_classes : int
+        The matrix's side.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[i, j]``: how many samples of class ``i`` were predicted as ``j``.
+    """
     pairs = np.asarray(y_true, np.int64) * n_classes + np.asarray(y_pred, np.int64)
     return np.bincount(pairs, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
@@ -25,7 +38,20 @@ def _pyplot():
 
 
 def plot_curves(history: History, path: str | Path) -> Path:
-    """Loss and accuracy per epoch (train, and validation where present)."""
+    """Loss and accuracy per epoch (train, and validation where present).
+
+    Parameters
+    ----------
+    history : History
+        What :func:`xpnet.train.fit` returned.
+    path : str or Path
+        The PNG to write.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     plt = _pyplot()
     epochs = np.arange(1, len(history.loss) + 1)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -45,7 +71,22 @@ def plot_curves(history: History, path: str | Path) -> Path:
 
 
 def plot_confusion(matrix: np.ndarray, path: str | Path, title: str = "") -> Path:
-    """The confusion matrix as a labelled heat map."""
+    """The confusion matrix as a labelled heat map.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        What :func:`confusion_matrix` returned.
+    path : str or Path
+        The PNG to write.
+    title : str
+        The figure's title.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     plt = _pyplot()
     n = matrix.shape[0]
     fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -59,3 +100,6 @@ def plot_confusion(matrix: np.ndarray, path: str | Path, title: str = "") -> Pat
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+__all__ = ["confusion_matrix", "plot_confusion", "plot_curves"]

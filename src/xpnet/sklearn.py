@@ -39,6 +39,16 @@ def expected_failed_checks(estimator: Any) -> dict[str, str]:
     None today: all 55 checks scikit-learn 1.9 runs on this estimator pass (with pandas
     installed; ``check_sample_weight_*`` are not run, as ``fit`` takes no
     ``sample_weight``).
+
+    Parameters
+    ----------
+    estimator : CNNClassifier
+        The estimator being checked.
+
+    Returns
+    -------
+    dict of str to str
+        Check name -> reason (empty).
     """
     return {}
 
@@ -52,6 +62,18 @@ AUTO_MAX_EPOCHS = 500
 def auto_epochs(n_samples: int, batch_size: int) -> int:
     """The epochs ``epochs="auto"`` trains: at least 2 and enough for :data:`AUTO_STEPS`
     steps of ``batch_size``, at most :data:`AUTO_MAX_EPOCHS`.
+
+    Parameters
+    ----------
+    n_samples : int
+        Training samples.
+    batch_size : int
+        Samples per step.
+
+    Returns
+    -------
+    int
+        Epochs.
 
     Examples
     --------
@@ -372,7 +394,22 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> CNNClassifier:
         """Train one epoch more on ``(X, y)`` at the peak learning rate (a first call
-        builds the net; ``classes`` lists every label if ``y`` may not show them all)."""
+        builds the net; ``classes`` lists every label if ``y`` may not show them all).
+
+        Parameters
+        ----------
+        X : array_like
+            Flat (n_samples, H*W) rows of square images, or (n_samples, C, H, W).
+        y : array_like
+            Labels (n_samples,), of any type.
+        classes : array_like, optional
+            Every label, on the first call.
+
+        Returns
+        -------
+        CNNClassifier
+            ``self``.
+        """
         first = not hasattr(self, "model_")
         X, y = self._validate(X, y, reset=first)
         if first:
@@ -411,6 +448,16 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
         NumPy float64 (computed in ``X``'s precision: see ``dtype``), or with
         ``sklearn.set_config(array_api_dispatch=True)`` an array of ``X``'s type and device.
+
+        Parameters
+        ----------
+        X : array_like
+            Flat (n_samples, H*W) rows of square images, or (n_samples, C, H, W).
+
+        Returns
+        -------
+        array, shape (n_samples, n_classes)
+            The probabilities.
         """
         probs, X = self._probabilities(X)
         if _array_api_dispatch() and backend_of(X) != "numpy":
@@ -419,7 +466,18 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         return to_numpy(probs).astype(np.float64)
 
     def predict(self, X: Any) -> Any:
-        """The most probable class of each sample (labels from ``classes_``)."""
+        """The most probable class of each sample (labels from ``classes_``).
+
+        Parameters
+        ----------
+        X : array_like
+            Flat (n_samples, H*W) rows of square images, or (n_samples, C, H, W).
+
+        Returns
+        -------
+        array, shape (n_samples,)
+            Labels from ``classes_``.
+        """
         probs, X = self._probabilities(X)
         labels = self.classes_[to_numpy(probs).argmax(axis=1)]
         if _array_api_dispatch() and backend_of(X) != "numpy" and labels.dtype.kind in "iuf":
@@ -461,3 +519,6 @@ def _device_of(x: Any) -> Any:
     from array_api_compat import device
 
     return device(x)
+
+
+__all__ = ["CNNClassifier", "auto_epochs", "expected_failed_checks"]

@@ -51,7 +51,19 @@ class TrainingDiverged(FloatingPointError):
 
 @dataclass
 class History:
-    """Per-epoch metrics of a :func:`fit` run."""
+    """Per-epoch metrics of a :func:`fit` run.
+
+    Parameters
+    ----------
+    loss, accuracy : list of float
+        Training loss and accuracy: means over each epoch's batches.
+    val_loss, val_accuracy : list of float
+        Measured on the validation set after each epoch (empty without one).
+    seconds : list of float
+        Each epoch's training time.
+    lr : list of float
+        The learning rate at each epoch's end.
+    """
 
     loss: list[float] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
@@ -61,6 +73,13 @@ class History:
     lr: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, list[float]]:
+        """The figures as plain lists (what ``metrics.json`` holds).
+
+        Returns
+        -------
+        dict of str to list of float
+            One entry per field.
+        """
         return asdict(self)
 
 

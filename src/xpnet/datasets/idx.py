@@ -65,7 +65,22 @@ def _gunzip_claimed(raw: bytes) -> bytes:
 
 
 def parse_idx(data: bytes, name: str, *, expected_ndim: int | None = None) -> np.ndarray:
-    """Parse uncompressed IDX ``data``; ``name`` is used in error messages."""
+    """Parse uncompressed IDX ``data``; ``name`` is used in error messages.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole uncompressed file.
+    name : str
+        What the error messages call it (a path).
+    expected_ndim : int, optional
+        Refuse another number of dimensions.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8, of the header's shape, a view of ``data``.
+    """
     if len(data) < 4:
         raise IDXError(f"{name}: too short for an IDX header ({len(data)} bytes)")
     zero, type_code, ndim = int.from_bytes(data[:2], "big"), data[2], data[3]
@@ -105,6 +120,11 @@ def read_idx(
         Reject files with another number of dimensions.
     md5 : str, optional
         Expected md5 of the uncompressed content.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8, of the header's shape.
 
     Raises
     ------

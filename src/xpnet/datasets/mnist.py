@@ -110,6 +110,13 @@ def _load_openml(normalize: bool | tuple[float, float]) -> tuple[Split, Split]:
 def load_digits(*, test_size: float = 0.2, seed: int = 0) -> tuple[Split, Split]:
     """scikit-learn's bundled 8x8 digits (1,797 images), split stratified into train and test.
 
+    Parameters
+    ----------
+    test_size : float
+        The fraction held out for testing.
+    seed : int
+        Seeds the split.
+
     Returns
     -------
     (x_train, y_train), (x_test, y_test)
@@ -126,7 +133,24 @@ def load_digits(*, test_size: float = 0.2, seed: int = 0) -> tuple[Split, Split]
 def train_val_split(
     x: Any, y: Any, *, val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[Split, Split]:
-    """Stratified, seeded split into ``(x_train, y_train), (x_val, y_val)`` (scikit-learn)."""
+    """Stratified, seeded split into ``(x_train, y_train), (x_val, y_val)`` (scikit-learn).
+
+    Parameters
+    ----------
+    x : array_like
+        Images (N, ...).
+    y : array_like
+        Labels (N,); each class keeps its share in both parts.
+    val_fraction : float
+        The fraction held out, in (0, 1).
+    seed : int
+        Seeds the split.
+
+    Returns
+    -------
+    (x_train, y_train), (x_val, y_val)
+        NumPy arrays.
+    """
     from sklearn.model_selection import train_test_split
 
     if not 0.0 < val_fraction < 1.0:

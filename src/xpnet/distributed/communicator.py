@@ -72,7 +72,18 @@ class Communicator:
     # -- collectives on arrays ---------------------------------------------------------------
 
     def allreduce(self, x: Array) -> Array:
-        """The elementwise sum of ``x`` over every rank (NCCL for CuPy, else MPI)."""
+        """The elementwise sum of ``x`` over every rank (NCCL for CuPy, else MPI).
+
+        Parameters
+        ----------
+        x : array
+            The same shape and dtype on every rank.
+
+        Returns
+        -------
+        array
+            The sum, on ``x``'s backend and device.
+        """
         self.calls["allreduce"] += 1
         if self.size == 1:
             return x
@@ -85,7 +96,20 @@ class Communicator:
         return self._back(host, x)
 
     def broadcast(self, x: Array, root: int = 0) -> Array:
-        """Rank ``root``'s ``x`` on every rank (same shape and dtype on all)."""
+        """Rank ``root``'s ``x`` on every rank (same shape and dtype on all).
+
+        Parameters
+        ----------
+        x : array
+            The same shape and dtype on every rank.
+        root : int
+            The rank whose values are sent.
+
+        Returns
+        -------
+        array
+            ``root``'s values, on ``x``'s backend and device.
+        """
         self.calls["broadcast"] += 1
         if self.size == 1:
             return x
@@ -100,7 +124,18 @@ class Communicator:
             self.comm.Barrier()
 
     def sum_host(self, values: np.ndarray) -> np.ndarray:
-        """The sum over ranks of a small float64 NumPy vector (metrics): one collective."""
+        """The sum over ranks of a small float64 NumPy vector (metrics): one collective.
+
+        Parameters
+        ----------
+        values : numpy.ndarray
+            float64, the same length on every rank.
+
+        Returns
+        -------
+        numpy.ndarray
+            The sum over the ranks.
+        """
         self.calls["sum_host"] += 1
         values = np.array(values, dtype=np.float64, copy=True)
         if self.size > 1:
@@ -108,19 +143,47 @@ class Communicator:
         return values
 
     def all_agree(self, value: bool) -> bool:
-        """True if ``value`` is true on every rank."""
+        """True if ``value`` is true on every rank.
+
+        Parameters
+        ----------
+        value : bool
+            This rank's answer.
+
+        Returns
+        -------
+        bool
+            The logical AND over the ranks.
+        """
         self.calls["all_agree"] += 1
         return bool(self.comm.allreduce(bool(value), op=self._mpi.LAND))
 
     def abort(self, code: int = 1) -> None:
-        """End every rank now (a failed rank must not leave the others waiting)."""
+        """End every rank now (a failed rank must not leave the others waiting).
+
+        Parameters
+        ----------
+        code : int
+            The exit code every process ends with.
+        """
         self.comm.Abort(code)
 
     # -- devices ------------------------------------------------------------------------------
 
     def gpu_device(self, backend: str) -> Any:
         """The GPU this rank uses (one per rank, by its rank on the machine), made current
-        for CuPy; ``None`` for a CPU backend."""
+        for CuPy; ``None`` for a CPU backend.
+
+        Parameters
+        ----------
+        backend : str
+            The backend the run trains on.
+
+        Returns
+        -------
+        device or None
+            CuPy's ``Device`` or torch's ``cuda:N`` device; ``None`` off the GPU.
+        """
         if backend == "cupy":
             import cupy
 
@@ -165,6 +228,11 @@ class Communicator:
 
 def init() -> Communicator:
     """The communicator of every process ``mpiexec`` started (size 1 without mpiexec).
+
+    Returns
+    -------
+    Communicator
+        Over every process ``mpiexec`` started.
 
     Raises
     ------

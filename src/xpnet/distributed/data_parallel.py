@@ -29,7 +29,15 @@ from .communicator import Communicator, DistributedError
 
 
 class DataParallel:
-    """The data-parallel side of one ``fit`` run over ``comm``."""
+    """The data-parallel side of one ``fit`` run over ``comm``.
+
+    Parameters
+    ----------
+    comm : Communicator
+        The ranks of the run.
+    batch_size : int
+        The global batch; it must split evenly over the ranks.
+    """
 
     def __init__(self, comm: Communicator, batch_size: int) -> None:
         if batch_size % comm.size:
@@ -44,7 +52,20 @@ class DataParallel:
     def local(self, index: Array) -> tuple[Array, int]:
         """This rank's part of a global batch's ``index`` and the global batch's size: equal
         parts, the first ranks one more where it does not split (the last batch; one
-        smaller than the number of ranks is skipped by ``fit``)."""
+        smaller than the number of ranks is skipped by ``fit``).
+
+        Parameters
+        ----------
+        index : array
+            The global batch's sample indices.
+
+        Returns
+        -------
+        local : array
+            This rank's indices.
+        n_global : int
+            The global batch's size.
+        """
         n, size, rank = int(index.shape[0]), self.comm.size, self.comm.rank
         share, extra = divmod(n, size)
         start = rank * share + min(rank, extra)
@@ -52,11 +73,28 @@ class DataParallel:
 
     def loss_scale(self, n_local: int, n_global: int) -> float:
         """The factor on this rank's loss gradient so that the averaged sum of the ranks'
-        gradients is the gradient of the mean loss over the global batch."""
+        gradients is the gradient of the mean loss over the global batch.
+
+        Parameters
+        ----------
+        n_local, n_global : int
+            This rank's and the global batch's sizes.
+
+        Returns
+        -------
+        float
+            The factor.
+        """
         return n_local * self.comm.size / n_global
 
     def broadcast_model(self, model: Module) -> None:
-        """Rank 0's parameters and buffers on every rank (one broadcast per array)."""
+        """Rank 0's parameters and buffers on every rank (one broadcast per array).
+
+        Parameters
+        ----------
+        model : Module
+            The same architecture on every rank.
+        """
         for param in model.parameters():
             param.data = self.comm.broadcast(param.data)
         for _, buffer in model.named_buffers():
@@ -65,7 +103,13 @@ class DataParallel:
     def broadcast_running_statistics(self, model: Module) -> None:
         """Rank 0's running statistics of every plain BatchNorm on every rank, packed into
         one broadcast after each step (as DDP's ``broadcast_buffers``, so every rank
-        validates and ends with the same ones); nothing without such layers."""
+        validates and ends with the same ones); nothing without such layers.
+
+        Parameters
+        ----------
+        model : Module
+            The same architecture on every rank.
+        """
         if self._running is None:  # the same Buffer objects every step: found once
             from .sync_batchnorm import SyncBatchNorm
 
@@ -90,7 +134,18 @@ class DataParallel:
 
     def reduce_gradients(self, optimizer: Any) -> Array:
         """All gradients as one flat buffer, summed over the ranks by ONE allreduce and
-        divided by the number of ranks."""
+        divided by the number of ranks.
+
+        Parameters
+        ----------
+        optimizer : Optimizer
+            Its flat parameter buffer holds the gradients.
+
+        Returns
+        -------
+        array
+            The averaged flat gradient, for ``optimizer.step(flat_grad)``.
+        """
         flat = optimizer.flat_parameters()
         if flat is None:
             raise DistributedError(

@@ -27,12 +27,35 @@ class SyncBatchNorm(BatchNorm2d):
     """:class:`xpnet.nn.BatchNorm2d` over the global batch of a data-parallel run.
 
     Build it with :func:`convert_sync_batchnorm`, which also sets ``comm``.
+
+    Parameters
+    ----------
+    num_features : int
+        C.
+    eps : float
+        Added to the variance.
+    momentum : float
+        Weight of each new batch in the running estimates.
+    affine : bool
+        Learn a per-channel scale and shift.
+    track_running_stats : bool
+        Keep running estimates.
+    backend : str, optional
+        Default :func:`xpnet.get_backend`.
+    dtype : str
+        ``"float32"`` (default) or ``"float64"``.
     """
 
     comm: Communicator | None = None
 
     def spec(self) -> dict[str, Any]:
-        """A ``BatchNorm2d``'s: a checkpoint of a data-parallel run loads anywhere."""
+        """A ``BatchNorm2d``'s: a checkpoint of a data-parallel run loads anywhere.
+
+        Returns
+        -------
+        dict
+            ``{"type": "BatchNorm2d", "config": ...}``.
+        """
         return {"type": "BatchNorm2d", "config": self.config()}
 
     def forward(self, x: Array) -> Array:
@@ -92,7 +115,20 @@ class SyncBatchNorm(BatchNorm2d):
 def convert_sync_batchnorm(model: Module, comm: Communicator | None) -> Module:
     """``model`` with every ``BatchNorm2d`` replaced by a :class:`SyncBatchNorm` over
     ``comm`` (same parameters and running statistics), as PyTorch's function of that name;
-    existing ``SyncBatchNorm`` layers get ``comm``. Containers are changed in place."""
+    existing ``SyncBatchNorm`` layers get ``comm``. Containers are changed in place.
+
+    Parameters
+    ----------
+    model : Module
+        A layer or container.
+    comm : Communicator or None
+        The run's ranks.
+
+    Returns
+    -------
+    Module
+        ``model``, or its replacement where it is itself a ``BatchNorm2d``.
+    """
     if isinstance(model, SyncBatchNorm):
         model.comm = comm
         return model

@@ -15,7 +15,20 @@ def _floating_namespace(func: str, x: Array) -> Namespace:
 
 
 def relu_forward(x: Array) -> tuple[Array, Array]:
-    """:func:`relu` and what its backward needs (the output)."""
+    """:func:`relu` and what its backward needs (the output).
+
+    Parameters
+    ----------
+    x : array
+        Real floating-point input of any shape.
+
+    Returns
+    -------
+    out : array
+        ``relu(x)``: the input's shape, dtype, backend and device.
+    saved : array
+        The output again: what :func:`relu_backward` takes.
+    """
     xp = _floating_namespace("relu", x)
     kernel = kernel_for("relu_forward", x)
     if kernel is not None:
@@ -26,6 +39,16 @@ def relu_forward(x: Array) -> tuple[Array, Array]:
 
 def relu(x: Array) -> Array:
     """``max(x, 0)`` elementwise (NaN stays NaN).
+
+    Parameters
+    ----------
+    x : array
+        Real floating-point input of any shape.
+
+    Returns
+    -------
+    array
+        The input's shape, dtype, backend and device.
 
     Examples
     --------
@@ -39,7 +62,20 @@ def relu(x: Array) -> Array:
 
 def relu_backward(grad_out: Array, out: Array) -> Array:
     """Gradient of :func:`relu` given its output ``out``: 0 where ``out <= 0``, else
-    ``grad_out`` (a NaN output passes its gradient on, as in PyTorch)."""
+    ``grad_out`` (a NaN output passes its gradient on, as in PyTorch).
+
+    Parameters
+    ----------
+    grad_out : array
+        d(loss)/d(output), the output's shape.
+    out : array
+        The forward's output (what the ``_forward`` function saved).
+
+    Returns
+    -------
+    array
+        d(loss)/d(x), the input's shape.
+    """
     xp = namespace_of("relu_backward", grad_out=grad_out, out=out)
     check_grad_shape("relu_backward", grad_out, tuple(out.shape))
     kernel = kernel_for("relu_backward", grad_out, out)
@@ -49,7 +85,20 @@ def relu_backward(grad_out: Array, out: Array) -> Array:
 
 
 def sigmoid_forward(x: Array) -> tuple[Array, Array]:
-    """:func:`sigmoid` and what its backward needs (the output)."""
+    """:func:`sigmoid` and what its backward needs (the output).
+
+    Parameters
+    ----------
+    x : array
+        Real floating-point input of any shape.
+
+    Returns
+    -------
+    out : array
+        ``sigmoid(x)``: the input's shape, dtype, backend and device.
+    saved : array
+        The output again: what :func:`sigmoid_backward` takes.
+    """
     xp = _floating_namespace("sigmoid", x)
     kernel = kernel_for("sigmoid_forward", x)
     if kernel is not None:
@@ -63,6 +112,16 @@ def sigmoid_forward(x: Array) -> tuple[Array, Array]:
 def sigmoid(x: Array) -> Array:
     """Logistic function ``1 / (1 + exp(-x))``, stable for large ``|x|`` (no overflow).
 
+    Parameters
+    ----------
+    x : array
+        Real floating-point input of any shape.
+
+    Returns
+    -------
+    array
+        Values in [0, 1]; the input's shape, dtype, backend and device.
+
     Examples
     --------
     >>> import array_api_strict as xp
@@ -74,18 +133,54 @@ def sigmoid(x: Array) -> Array:
 
 
 def sigmoid_backward(grad_out: Array, out: Array) -> Array:
-    """Gradient of :func:`sigmoid` given its output ``out``: ``g * y * (1 - y)``."""
+    """Gradient of :func:`sigmoid` given its output ``out``: ``g * y * (1 - y)``.
+
+    Parameters
+    ----------
+    grad_out : array
+        d(loss)/d(output), the output's shape.
+    out : array
+        The forward's output (what the ``_forward`` function saved).
+
+    Returns
+    -------
+    array
+        d(loss)/d(x), the input's shape.
+    """
     return grad_out * out * (1.0 - out)
 
 
 def tanh_forward(x: Array) -> tuple[Array, Array]:
-    """:func:`tanh` and what its backward needs (the output)."""
+    """:func:`tanh` and what its backward needs (the output).
+
+    Parameters
+    ----------
+    x : array
+        Real floating-point input of any shape.
+
+    Returns
+    -------
+    out : array
+        ``tanh(x)``: the input's shape, dtype, backend and device.
+    saved : array
+        The output again: what :func:`tanh_backward` takes.
+    """
     out = _floating_namespace("tanh", x).tanh(x)
     return out, out
 
 
 def tanh(x: Array) -> Array:
     """Hyperbolic tangent.
+
+    Parameters
+    ----------
+    x : array
+        Real floating-point input of any shape.
+
+    Returns
+    -------
+    array
+        Values in [-1, 1]; the input's shape, dtype, backend and device.
 
     Examples
     --------
@@ -98,5 +193,18 @@ def tanh(x: Array) -> Array:
 
 
 def tanh_backward(grad_out: Array, out: Array) -> Array:
-    """Gradient of :func:`tanh` given its output ``out``: ``g * (1 - y**2)``."""
+    """Gradient of :func:`tanh` given its output ``out``: ``g * (1 - y**2)``.
+
+    Parameters
+    ----------
+    grad_out : array
+        d(loss)/d(output), the output's shape.
+    out : array
+        The forward's output (what the ``_forward`` function saved).
+
+    Returns
+    -------
+    array
+        d(loss)/d(x), the input's shape.
+    """
     return grad_out * (1.0 - out * out)

@@ -31,7 +31,31 @@ def batch_norm_forward(
     update) needs; with ``relu``, the output goes through :func:`relu` in the same op (a
     kernel may do both in one pass; :class:`xpnet.nn.Sequential` asks for it where a
     ``ReLU`` layer follows a batch norm layer), and :func:`batch_norm_backward` then
-    starts with :func:`relu_backward`."""
+    starts with :func:`relu_backward`.
+
+    Parameters
+    ----------
+    x : array, shape (N, C, ...)
+        Real floating input; axis 1 holds the channels.
+    weight, bias : array, shape (C,), optional
+        Scale and shift after normalising.
+    running_mean, running_var : array, shape (C,), optional
+        Used instead of the batch's statistics when ``training`` is False.
+    training : bool
+        Normalise by the batch's mean and biased variance.
+    eps : float
+        Added to the variance.
+    relu : bool
+        Apply a ReLU to the output in the same op.
+
+    Returns
+    -------
+    out : array
+        The normalised (and, with ``relu``, rectified) input, the input's shape.
+    saved : BatchNormSaved
+        What :func:`batch_norm_backward` needs, and in training the batch's mean and unbiased
+        variance for the running estimates.
+    """
     xp = namespace_of(
         "batch_norm", x=x, weight=weight, bias=bias, running_mean=running_mean,
         running_var=running_var,
@@ -116,6 +140,11 @@ def batch_norm(
     eps : float
         Added to the variance.
 
+    Returns
+    -------
+    array
+        The input's shape, dtype, backend and device.
+
     Examples
     --------
     >>> import array_api_strict as xp
@@ -140,6 +169,24 @@ def batch_norm_backward(
     ``dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` with ``g = grad_out *
     weight`` and means over the normalised axes; with running statistics
     ``dx = g * inv_std``. The weight gradient is ``None`` without affine.
+
+    Parameters
+    ----------
+    grad_out : array
+        d(loss)/d(output), the output's shape.
+    saved : BatchNormSaved
+        What :func:`batch_norm_forward` returned.
+    input_grad : bool
+        Compute d(loss)/d(x); ``False`` returns ``None`` in its place.
+
+    Returns
+    -------
+    grad_x : array or None
+        d(loss)/d(x), the input's shape.
+    grad_weight : array or None
+        d(loss)/d(weight); ``None`` without a weight.
+    grad_bias : array or None
+        d(loss)/d(bias); ``None`` without a bias.
     """
     xp = namespace_of("batch_norm_backward", grad_out=grad_out, x_hat=saved.x_hat)
     kernel = backward_for("batch_norm_backward", saved)

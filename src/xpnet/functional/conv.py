@@ -46,7 +46,26 @@ def conv2d_forward(
     stride: int | IntPair = 1,
     padding: int | IntPair = 0,
 ) -> tuple[Array, Conv2dSaved]:
-    """:func:`conv2d` that also returns what its backward pass needs."""
+    """:func:`conv2d` that also returns what its backward pass needs.
+
+    Parameters
+    ----------
+    x : array, shape (N, C_in, H, W)
+        Real floating input batch.
+    weight : array, shape (C_out, C_in, kH, kW)
+        Filters, in PyTorch's layout; same backend and dtype as ``x``.
+    bias : array, shape (C_out,), optional
+        Added to each output channel.
+    stride, padding : int or (int, int)
+        Window step (>= 1) and zero padding on each side (>= 0).
+
+    Returns
+    -------
+    out : array, shape (N, C_out, out_h, out_w)
+        As :func:`conv2d` returns.
+    saved : Conv2dSaved
+        What :func:`conv2d_backward` needs.
+    """
     xp, stride_hw, padding_hw = check_conv2d_args(x, weight, bias, stride, padding)
     kernel = kernel_for("conv2d_forward", x, weight, bias)
     if kernel is not None:
@@ -112,6 +131,24 @@ def conv2d_backward(
 
     ``input_grad=False`` skips d(loss)/d(x) (returned as ``None``): a network's first layer
     needs only its parameter gradients, and col2im is the costliest part of the backward.
+
+    Parameters
+    ----------
+    grad_out : array
+        d(loss)/d(output), the output's shape.
+    saved : Conv2dSaved
+        What :func:`conv2d_forward` returned.
+    input_grad : bool
+        Compute d(loss)/d(x); ``False`` returns ``None`` in its place.
+
+    Returns
+    -------
+    grad_x : array or None
+        d(loss)/d(x), the input's shape.
+    grad_weight : array
+        d(loss)/d(weight).
+    grad_bias : array or None
+        d(loss)/d(bias); ``None`` without a bias.
     """
     xp = namespace_of("conv2d_backward", grad_out=grad_out, weight=saved.weight)
     n, _, h, w = saved.x_shape

@@ -8,7 +8,24 @@ from .._validation import check_ndim, check_weight_and_bias, namespace_of
 
 
 def linear_forward(x: Array, weight: Array, bias: Array | None = None) -> tuple[Array, LinearSaved]:
-    """:func:`linear` that also returns what its backward pass needs."""
+    """:func:`linear` that also returns what its backward pass needs.
+
+    Parameters
+    ----------
+    x : array, shape (N, in_features)
+        Real floating input.
+    weight : array, shape (out_features, in_features)
+        PyTorch's layout.
+    bias : array, shape (out_features,), optional
+        Added to each row.
+
+    Returns
+    -------
+    out : array, shape (N, out_features)
+        ``x @ weight.T + bias``.
+    saved : LinearSaved
+        What :func:`linear_backward` needs.
+    """
     xp = namespace_of("linear", x=x, weight=weight, bias=bias)
     check_ndim(weight, "weight", "linear", 2, "(out_features, in_features)")
     check_weight_and_bias("linear", x, weight, bias, xp=xp)
@@ -49,7 +66,26 @@ def linear(x: Array, weight: Array, bias: Array | None = None) -> Array:
 def linear_backward(
     grad_out: Array, saved: LinearSaved, *, input_grad: bool = True
 ) -> tuple[Array | None, Array, Array | None]:
-    """Gradients of :func:`linear` w.r.t. (x, weight, bias); ``input_grad=False`` skips x's."""
+    """Gradients of :func:`linear` w.r.t. (x, weight, bias); ``input_grad=False`` skips x's.
+
+    Parameters
+    ----------
+    grad_out : array
+        d(loss)/d(output), the output's shape.
+    saved : LinearSaved
+        What :func:`linear_forward` returned.
+    input_grad : bool
+        Compute d(loss)/d(x); ``False`` returns ``None`` in its place.
+
+    Returns
+    -------
+    grad_x : array or None
+        d(loss)/d(x), the input's shape.
+    grad_weight : array
+        d(loss)/d(weight).
+    grad_bias : array or None
+        d(loss)/d(bias); ``None`` without a bias.
+    """
     xp = namespace_of("linear_backward", grad_out=grad_out, x=saved.x)
     out_features, in_features = saved.weight.shape
     grad_x = grad_out @ saved.weight if input_grad else None

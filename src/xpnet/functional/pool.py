@@ -110,7 +110,26 @@ def max_pool2d_forward(
     stride: int | IntPair | None = None,
     padding: int | IntPair = 0,
 ) -> tuple[Array, Pool2dSaved]:
-    """:func:`max_pool2d` that also returns what its backward pass needs."""
+    """:func:`max_pool2d` that also returns what its backward pass needs.
+
+    Parameters
+    ----------
+    x : array, shape (N, C, H, W)
+        Real floating input.
+    kernel_size : int or (int, int)
+        The window's size.
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    padding : int or (int, int)
+        Padding on each side, at most half the kernel size.
+
+    Returns
+    -------
+    out : array, shape (N, C, out_h, out_w)
+        As :func:`max_pool2d` returns.
+    saved : Pool2dSaved
+        What :func:`max_pool2d_backward` needs.
+    """
     return _pool_forward(
         "max_pool2d", x, kernel_size, stride, padding, _max_of_windows, -float("inf")
     )
@@ -151,7 +170,20 @@ def max_pool2d(
 
 
 def max_pool2d_backward(grad_out: Array, saved: Pool2dSaved) -> Array:
-    """Gradient of :func:`max_pool2d` w.r.t. x: each output's gradient goes to its argmax."""
+    """Gradient of :func:`max_pool2d` w.r.t. x: each output's gradient goes to its argmax.
+
+    Parameters
+    ----------
+    grad_out : array, shape (N, C, out_h, out_w)
+        d(loss)/d(output).
+    saved : Pool2dSaved
+        What :func:`max_pool2d_forward` returned.
+
+    Returns
+    -------
+    array, shape (N, C, H, W)
+        d(loss)/d(x).
+    """
     _check_pool_grad("max_pool2d_backward", grad_out, saved)
     kernel = backward_for("max_pool2d_backward", saved)
     if kernel is not None:
@@ -169,7 +201,26 @@ def avg_pool2d_forward(
     stride: int | IntPair | None = None,
     padding: int | IntPair = 0,
 ) -> tuple[Array, Pool2dSaved]:
-    """:func:`avg_pool2d` that also returns what its backward pass needs."""
+    """:func:`avg_pool2d` that also returns what its backward pass needs.
+
+    Parameters
+    ----------
+    x : array, shape (N, C, H, W)
+        Real floating input.
+    kernel_size : int or (int, int)
+        The window's size.
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    padding : int or (int, int)
+        Padding on each side, at most half the kernel size.
+
+    Returns
+    -------
+    out : array, shape (N, C, out_h, out_w)
+        As :func:`avg_pool2d` returns.
+    saved : Pool2dSaved
+        What :func:`avg_pool2d_backward` needs.
+    """
     return _pool_forward("avg_pool2d", x, kernel_size, stride, padding, _mean_of_windows, 0.0)
 
 
@@ -182,7 +233,21 @@ def avg_pool2d(
 ) -> Array:
     """2-D average pooling; zero padding counts in the average (PyTorch's default).
 
-    Parameters and result as :func:`max_pool2d`.
+    Parameters
+    ----------
+    x : array, shape (N, C, H, W)
+        Real floating input.
+    kernel_size : int or (int, int)
+        The window's size.
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    padding : int or (int, int)
+        Padding on each side, zeros counted in the average, at most half the kernel size.
+
+    Returns
+    -------
+    array, shape (N, C, out_h, out_w)
+        The windows' means.
 
     Examples
     --------
@@ -195,7 +260,20 @@ def avg_pool2d(
 
 
 def avg_pool2d_backward(grad_out: Array, saved: Pool2dSaved) -> Array:
-    """Gradient of :func:`avg_pool2d` w.r.t. x: each window gets its output's gradient / k."""
+    """Gradient of :func:`avg_pool2d` w.r.t. x: each window gets its output's gradient / k.
+
+    Parameters
+    ----------
+    grad_out : array, shape (N, C, out_h, out_w)
+        d(loss)/d(output).
+    saved : Pool2dSaved
+        What :func:`avg_pool2d_forward` returned.
+
+    Returns
+    -------
+    array, shape (N, C, H, W)
+        d(loss)/d(x).
+    """
     _check_pool_grad("avg_pool2d_backward", grad_out, saved)
     kernel = backward_for("avg_pool2d_backward", saved)
     if kernel is not None:
@@ -209,7 +287,22 @@ def avg_pool2d_backward(grad_out: Array, saved: Pool2dSaved) -> Array:
 
 def adaptive_avg_pool2d_forward(x: Array, output_size: int | IntPair) -> tuple[Array, Pool2dSaved]:
     """:func:`adaptive_avg_pool2d` that also returns what its backward needs (that of
-    :func:`avg_pool2d`)."""
+    :func:`avg_pool2d`).
+
+    Parameters
+    ----------
+    x : array, shape (N, C, H, W)
+        Real floating input.
+    output_size : int or (int, int)
+        The output's (out_h, out_w); each must divide the input's side.
+
+    Returns
+    -------
+    out : array, shape (N, C, out_h, out_w)
+        As :func:`adaptive_avg_pool2d` returns.
+    saved : Pool2dSaved
+        What :func:`avg_pool2d_backward` needs.
+    """
     xp = namespace_of("adaptive_avg_pool2d", x=x)
     check_ndim(x, "x", "adaptive_avg_pool2d", 4, "(N, C, H, W)")
     check_floating(x, "x", "adaptive_avg_pool2d", xp=xp)
@@ -226,6 +319,18 @@ def adaptive_avg_pool2d_forward(x: Array, output_size: int | IntPair) -> tuple[A
 def adaptive_avg_pool2d(x: Array, output_size: int | IntPair) -> Array:
     """Average pooling to an (out_h, out_w) output: ``output_size=1`` is global average
     pooling. The input's sides must be multiples of the output's (equal windows).
+
+    Parameters
+    ----------
+    x : array, shape (N, C, H, W)
+        Real floating input.
+    output_size : int or (int, int)
+        The output's (out_h, out_w); each must divide the input's side.
+
+    Returns
+    -------
+    array, shape (N, C, out_h, out_w)
+        The windows' means.
 
     Examples
     --------

@@ -13,7 +13,22 @@ from ._cache import arange_like
 
 
 def softmax_forward(x: Array, axis: int = -1) -> tuple[Array, Array]:
-    """:func:`softmax` and what its backward needs (the output)."""
+    """:func:`softmax` and what its backward needs (the output).
+
+    Parameters
+    ----------
+    x : array
+        Real floating-point input.
+    axis : int
+        The axis along which to normalise.
+
+    Returns
+    -------
+    out : array
+        ``softmax(x, axis)``, the input's shape.
+    saved : array
+        The output again: what :func:`softmax_backward` takes.
+    """
     xp = namespace_of("softmax", x=x)
     check_floating(x, "x", "softmax", xp=xp)
     e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
@@ -23,6 +38,18 @@ def softmax_forward(x: Array, axis: int = -1) -> tuple[Array, Array]:
 
 def softmax(x: Array, axis: int = -1) -> Array:
     """``exp(x) / sum(exp(x))`` along ``axis``, computed after subtracting the max.
+
+    Parameters
+    ----------
+    x : array
+        Real floating-point input.
+    axis : int
+        The axis along which to normalise.
+
+    Returns
+    -------
+    array
+        Probabilities, the input's shape, dtype, backend and device.
 
     Examples
     --------
@@ -35,13 +62,43 @@ def softmax(x: Array, axis: int = -1) -> Array:
 
 
 def softmax_backward(grad_out: Array, out: Array, axis: int = -1) -> Array:
-    """Gradient of :func:`softmax` given its output: ``y * (g - sum(g * y))``."""
+    """Gradient of :func:`softmax` given its output: ``y * (g - sum(g * y))``.
+
+    Parameters
+    ----------
+    grad_out : array
+        d(loss)/d(output).
+    out : array
+        The forward's output.
+    axis : int
+        The forward's axis.
+
+    Returns
+    -------
+    array
+        d(loss)/d(x).
+    """
     xp = namespace_of("softmax_backward", grad_out=grad_out, out=out)
     return out * (grad_out - xp.sum(grad_out * out, axis=axis, keepdims=True))
 
 
 def log_softmax_forward(x: Array, axis: int = -1) -> tuple[Array, Array]:
-    """:func:`log_softmax` and what its backward needs (the output)."""
+    """:func:`log_softmax` and what its backward needs (the output).
+
+    Parameters
+    ----------
+    x : array
+        Real floating-point input.
+    axis : int
+        The axis along which to normalise.
+
+    Returns
+    -------
+    out : array
+        ``log_softmax(x, axis)``, the input's shape.
+    saved : array
+        The output again: what :func:`log_softmax_backward` takes.
+    """
     xp = namespace_of("log_softmax", x=x)
     check_floating(x, "x", "log_softmax", xp=xp)
     shifted = x - xp.max(x, axis=axis, keepdims=True)
@@ -51,6 +108,18 @@ def log_softmax_forward(x: Array, axis: int = -1) -> tuple[Array, Array]:
 
 def log_softmax(x: Array, axis: int = -1) -> Array:
     """``x - log(sum(exp(x)))`` along ``axis`` (log-sum-exp after subtracting the max).
+
+    Parameters
+    ----------
+    x : array
+        Real floating-point input.
+    axis : int
+        The axis along which to normalise.
+
+    Returns
+    -------
+    array
+        Log-probabilities, the input's shape, dtype, backend and device.
 
     Examples
     --------
@@ -63,7 +132,22 @@ def log_softmax(x: Array, axis: int = -1) -> Array:
 
 
 def log_softmax_backward(grad_out: Array, out: Array, axis: int = -1) -> Array:
-    """Gradient of :func:`log_softmax` given its output: ``g - exp(y) * sum(g)``."""
+    """Gradient of :func:`log_softmax` given its output: ``g - exp(y) * sum(g)``.
+
+    Parameters
+    ----------
+    grad_out : array
+        d(loss)/d(output).
+    out : array
+        The forward's output.
+    axis : int
+        The forward's axis.
+
+    Returns
+    -------
+    array
+        d(loss)/d(x).
+    """
     xp = namespace_of("log_softmax_backward", grad_out=grad_out, out=out)
     return grad_out - xp.exp(out) * xp.sum(grad_out, axis=axis, keepdims=True)
 
@@ -96,7 +180,24 @@ def check_labels(
 def cross_entropy_forward(
     logits: Array, labels: Array, *, check_range: bool = True
 ) -> tuple[Array, CrossEntropySaved]:
-    """:func:`cross_entropy` that also returns what its backward pass needs."""
+    """:func:`cross_entropy` that also returns what its backward pass needs.
+
+    Parameters
+    ----------
+    logits : array, shape (N, n_classes)
+        Unnormalised scores.
+    labels : integer array, shape (N,)
+        Class indices in ``[0, n_classes)``.
+    check_range : bool
+        Check the label range (one device-to-host read).
+
+    Returns
+    -------
+    loss : 0-d array
+        The mean cross-entropy.
+    saved : CrossEntropySaved
+        The probabilities and one-hot labels, for :func:`cross_entropy_backward`.
+    """
     xp = namespace_of("cross_entropy", logits=logits, labels=labels)
     check_ndim(logits, "logits", "cross_entropy", 2, "(N, n_classes)")
     check_floating(logits, "logits", "cross_entropy", xp=xp)
@@ -165,7 +266,20 @@ def _target_probabilities(logits: Array, target: Array, xp: Namespace) -> Array:
 def cross_entropy_per_sample(logits: Array, target: Array) -> Array:
     """Each sample's cross-entropy, shape (N,): ``-sum(p * log_softmax(logits))`` over the
     classes, ``p`` the one-hot labels (not range-checked) or given class probabilities
-    (N, n_classes). What a training loop's read-back sums per step."""
+    (N, n_classes). What a training loop's read-back sums per step.
+
+    Parameters
+    ----------
+    logits : array, shape (N, n_classes)
+        Unnormalised scores.
+    target : array
+        Integer labels (N,) or class probabilities (N, n_classes).
+
+    Returns
+    -------
+    array, shape (N,)
+        Each sample's loss.
+    """
     xp = namespace_of("cross_entropy", logits=logits, target=target)
     probabilities = _target_probabilities(logits, target, xp)
     return -xp.sum(probabilities * log_softmax_forward(logits, axis=1)[0], axis=1)
@@ -176,7 +290,20 @@ def cross_entropy_gradient(logits: Array, target: Array) -> Array:
     value: what a training step needs. ``target``: integer labels (not range-checked) or
     class probabilities (N, n_classes), e.g. one-hot rows built once for a whole dataset
     (then 7 operations, where value and gradient from labels are 14); a loop reads the
-    value later from the logits (:func:`cross_entropy_per_sample`)."""
+    value later from the logits (:func:`cross_entropy_per_sample`).
+
+    Parameters
+    ----------
+    logits : array, shape (N, n_classes)
+        Unnormalised scores.
+    target : array
+        Integer labels (N,) or class probabilities (N, n_classes).
+
+    Returns
+    -------
+    array, shape (N, n_classes)
+        d(mean cross-entropy)/d(logits).
+    """
     xp = namespace_of("cross_entropy", logits=logits, target=target)
     probabilities = _target_probabilities(logits, target, xp)
     e = xp.exp(logits - xp.max(logits, axis=1, keepdims=True))
@@ -184,13 +311,41 @@ def cross_entropy_gradient(logits: Array, target: Array) -> Array:
 
 
 def cross_entropy_backward(grad_loss: Array | float, saved: CrossEntropySaved) -> Array:
-    """Gradient of :func:`cross_entropy` w.r.t. the logits: ``(softmax - one_hot) / N``."""
+    """Gradient of :func:`cross_entropy` w.r.t. the logits: ``(softmax - one_hot) / N``.
+
+    Parameters
+    ----------
+    grad_loss : array or float
+        d(total loss)/d(this loss), usually 1.
+    saved : CrossEntropySaved
+        What :func:`cross_entropy_forward` returned.
+
+    Returns
+    -------
+    array
+        d(loss)/d(logits).
+    """
     n = saved.probs.shape[0]
     return (saved.probs - saved.one_hot) * (grad_loss / n)
 
 
 def mse_loss_forward(prediction: Array, target: Array) -> tuple[Array, MSESaved]:
-    """:func:`mse_loss` that also returns what its backward pass needs."""
+    """:func:`mse_loss` that also returns what its backward pass needs.
+
+    Parameters
+    ----------
+    prediction : array
+        Real floating-point predictions.
+    target : array
+        Targets of the prediction's shape.
+
+    Returns
+    -------
+    loss : 0-d array
+        The mean squared error.
+    saved : MSESaved
+        The difference, for :func:`mse_loss_backward`.
+    """
     xp = namespace_of("mse_loss", prediction=prediction, target=target)
     check_floating(prediction, "prediction", "mse_loss", xp=xp)
     if tuple(prediction.shape) != tuple(target.shape):
@@ -205,6 +360,18 @@ def mse_loss_forward(prediction: Array, target: Array) -> tuple[Array, MSESaved]
 def mse_loss(prediction: Array, target: Array) -> Array:
     """Mean squared error over all elements.
 
+    Parameters
+    ----------
+    prediction : array
+        Real floating-point predictions.
+    target : array
+        Targets of the prediction's shape.
+
+    Returns
+    -------
+    0-d array
+        ``mean((prediction - target) ** 2)``.
+
     Examples
     --------
     >>> import array_api_strict as xp
@@ -216,5 +383,18 @@ def mse_loss(prediction: Array, target: Array) -> Array:
 
 
 def mse_loss_backward(grad_loss: Array | float, saved: MSESaved) -> Array:
-    """Gradient of :func:`mse_loss` w.r.t. the prediction: ``2 * (prediction - target) / n``."""
+    """Gradient of :func:`mse_loss` w.r.t. the prediction: ``2 * (prediction - target) / n``.
+
+    Parameters
+    ----------
+    grad_loss : array or float
+        d(total loss)/d(this loss), usually 1.
+    saved : MSESaved
+        What :func:`mse_loss_forward` returned.
+
+    Returns
+    -------
+    array
+        d(loss)/d(prediction).
+    """
     return saved.diff * (2.0 * grad_loss / max(size(saved.diff) or 0, 1))

@@ -55,6 +55,18 @@ def kernel_for(op: str, *arrays: Any) -> Kernel | None:
 
     ``None`` entries in ``arrays`` (an absent bias) are skipped. Arrays of several
     backends, subclasses (e.g. NumPy masked arrays), or kernels switched off give ``None``.
+
+    Parameters
+    ----------
+    op : str
+        The op's name, e.g. ``"conv2d_forward"``.
+    *arrays : array or None
+        The op's array arguments.
+
+    Returns
+    -------
+    callable or None
+        The registered kernel; ``None``: run the generic code.
     """
     if not _enabled:
         return None
@@ -68,6 +80,18 @@ def backward_for(op: str, saved: Any) -> Kernel | None:
     """The kernel for backward ``op`` paired with the forward that made ``saved``.
 
     ``None`` when the generic code made it (``saved.made_by is None``).
+
+    Parameters
+    ----------
+    op : str
+        The backward op's name, e.g. ``"conv2d_backward"``.
+    saved : named tuple
+        What the forward saved; its ``made_by`` names the backend whose kernel made it.
+
+    Returns
+    -------
+    callable or None
+        The matching backward kernel; ``None`` for the generic code.
     """
     made_by: str | None = saved.made_by
     if made_by is None:
@@ -79,7 +103,13 @@ def backward_for(op: str, saved: Any) -> Kernel | None:
 
 
 def registered() -> list[tuple[str, str]]:
-    """Every ``(backend, op)`` with a kernel, after loading each usable backend's module."""
+    """Every ``(backend, op)`` with a kernel, after loading each usable backend's module.
+
+    Returns
+    -------
+    list of (str, str)
+        ``(backend, op)`` pairs, sorted.
+    """
     for backend in KERNEL_MODULES:
         if backend_status(backend)[0]:
             _load(backend)
@@ -87,7 +117,13 @@ def registered() -> list[tuple[str, str]]:
 
 
 def fast_paths_enabled() -> bool:
-    """Whether ops take the registered kernels (see :func:`use_fast_paths`)."""
+    """Whether ops take the registered kernels (see :func:`use_fast_paths`).
+
+    Returns
+    -------
+    bool
+        ``False`` inside ``use_fast_paths(False)`` or with ``XPNET_FAST_PATHS=0``.
+    """
     return _enabled
 
 
@@ -97,6 +133,16 @@ def use_fast_paths(enabled: bool) -> Iterator[None]:
 
     Off, every op runs the generic array-API code, as on a backend without kernels
     (``XPNET_FAST_PATHS=0`` starts a process with them off).
+
+    Parameters
+    ----------
+    enabled : bool
+        Kernels on (``True``) or off inside the block.
+
+    Yields
+    ------
+    None
+        The previous setting is restored when the block ends.
 
     Examples
     --------

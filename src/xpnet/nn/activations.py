@@ -63,7 +63,13 @@ class Tanh(_Activation):
 
 
 class Softmax(Module):
-    """Softmax along ``axis`` (default the last)."""
+    """Softmax along ``axis`` (default the last).
+
+    Parameters
+    ----------
+    axis : int
+        The axis along which the output sums to 1.
+    """
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()

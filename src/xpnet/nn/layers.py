@@ -53,8 +53,11 @@ class Conv2d(_WeightAndBias):
     Parameters
     ----------
     in_channels, out_channels : int
+        Channels of the input and of the output (the number of filters).
     kernel_size, stride, padding : int or (int, int)
+        Window size, step and zero padding on each side.
     bias : bool
+        Learn a bias per output channel.
     rng : int or numpy.random.Generator, optional
         Seed for the initial weights (PyTorch's default scheme: uniform in
         +-1/sqrt(fan_in) for weight and bias).
@@ -118,7 +121,18 @@ class Conv2d(_WeightAndBias):
 class Linear(_WeightAndBias):
     """Fully connected layer ``x @ weight.T + bias``; weight (out, in) as in PyTorch.
 
-    Parameters as :class:`Conv2d` (``rng``, ``backend``, ``dtype``).
+    Parameters
+    ----------
+    in_features, out_features : int
+        Sizes of each input and output row.
+    bias : bool
+        Learn a bias.
+    rng : int or numpy.random.Generator, optional
+        Seed for the initial weights (PyTorch's default scheme).
+    backend : str, optional
+        Default :func:`xpnet.get_backend`.
+    dtype : str
+        ``"float32"`` (default) or ``"float64"``.
     """
 
     _op_forward = staticmethod(F.linear_forward)
@@ -215,14 +229,34 @@ class _Pool2d(Module):
 
 
 class MaxPool2d(_Pool2d):
-    """Max pooling layer (see :func:`xpnet.functional.max_pool2d`)."""
+    """Max pooling layer (see :func:`xpnet.functional.max_pool2d`).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+        The window's size.
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    padding : int or (int, int)
+        Padding on each side, at most half the kernel size.
+    """
 
     _op_forward = staticmethod(F.max_pool2d_forward)
     _op_backward = staticmethod(F.max_pool2d_backward)
 
 
 class AvgPool2d(_Pool2d):
-    """Average pooling layer, zero padding counted (see :func:`xpnet.functional.avg_pool2d`)."""
+    """Average pooling layer, zero padding counted (see :func:`xpnet.functional.avg_pool2d`).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+        The window's size.
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    padding : int or (int, int)
+        Padding on each side, at most half the kernel size.
+    """
 
     _op_forward = staticmethod(F.avg_pool2d_forward)
     _op_backward = staticmethod(F.avg_pool2d_backward)
@@ -230,7 +264,13 @@ class AvgPool2d(_Pool2d):
 
 class AdaptiveAvgPool2d(Module):
     """Average pooling to an ``output_size`` output (``1``: global average pooling); the
-    input's sides must be multiples of it (see :func:`xpnet.functional.adaptive_avg_pool2d`)."""
+    input's sides must be multiples of it (see :func:`xpnet.functional.adaptive_avg_pool2d`).
+
+    Parameters
+    ----------
+    output_size : int or (int, int)
+        The output's (out_h, out_w).
+    """
 
     def __init__(self, output_size: int | tuple[int, int]) -> None:
         super().__init__()
@@ -264,6 +304,13 @@ class Dropout(Module):
     """Zero each element with probability ``p`` while training, scaling the rest by 1/(1-p).
 
     The identity in eval mode. The mask is drawn on the input's device (seeded by ``seed``).
+
+    Parameters
+    ----------
+    p : float
+        Probability of zeroing an element, in [0, 1).
+    seed : int, optional
+        Seeds the masks (drawn on the device).
     """
 
     def __init__(self, p: float = 0.5, *, seed: int | None = None) -> None:
@@ -337,6 +384,11 @@ class Sequential(Module):
 
     Parameter names follow PyTorch (``"0.weight"``, ``"0.bias"``, ``"3.weight"``, ...), so a
     ``torch.nn.Sequential`` of the same layers exchanges ``state_dict`` entries directly.
+
+    Parameters
+    ----------
+    *layers : Module
+        The layers, in the order the forward runs them.
     """
 
     def __init__(self, *layers: Module) -> None:
@@ -365,6 +417,16 @@ class Sequential(Module):
           norm layer in eval mode runs as one convolution, the batch norm folded into its
           weights and bias (:func:`_folded_conv`), as inference engines do (the same output
           to float32 rounding).
+
+        Parameters
+        ----------
+        x : array
+            The first layer's input.
+
+        Returns
+        -------
+        array
+            The last layer's output.
         """
         self._pooled_first: list[int] = []
         index = 0
@@ -402,6 +464,18 @@ class Sequential(Module):
         at the first layer with parameters, which is asked for its parameter gradients only
         (``input_grad=False``; for a conv layer that skips col2im, its costliest part), and
         ``None`` is returned.
+
+        Parameters
+        ----------
+        grad_out : array
+            d(loss)/d(output).
+        input_grad : bool
+            Whether d(loss)/d(input) is wanted.
+
+        Returns
+        -------
+        array or None
+            d(loss)/d(input), or ``None`` with ``input_grad=False``.
         """
         first = 0
         if not input_grad:

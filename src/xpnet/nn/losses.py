@@ -60,12 +60,38 @@ class CrossEntropyLoss(_Loss):
 
     def gradient(self, logits: Array, labels: Array) -> Array:
         """d(mean loss)/d(logits) without the loss's value (what a training step needs;
-        ``fit`` computes the values later from the logits, at its read-back)."""
+        ``fit`` computes the values later from the logits, at its read-back).
+
+        Parameters
+        ----------
+        logits : array, shape (N, n_classes)
+            The model's output.
+        labels : array
+            Integer labels (N,) or class probabilities (N, n_classes).
+
+        Returns
+        -------
+        array, shape (N, n_classes)
+            The gradient, to pass to the model's ``backward``.
+        """
         return F.cross_entropy_gradient(logits, labels)
 
     @staticmethod
     def per_sample(logits: Array, labels: Array) -> Array:
-        """Each sample's loss, shape (N,)."""
+        """Each sample's loss, shape (N,).
+
+        Parameters
+        ----------
+        logits : array, shape (N, n_classes)
+            The model's output.
+        labels : array
+            Integer labels (N,) or class probabilities (N, n_classes).
+
+        Returns
+        -------
+        array, shape (N,)
+            Each sample's cross-entropy.
+        """
         return F.cross_entropy_per_sample(logits, labels)
 
 

@@ -26,6 +26,11 @@ def inference_mode() -> Iterator[None]:
     keep nothing for ``backward``, which then raises. :func:`xpnet.train.predict`,
     :func:`~xpnet.train.probabilities` and :func:`~xpnet.train.evaluate` run in it.
 
+    Yields
+    ------
+    None
+        Inference mode ends with the block.
+
     Examples
     --------
     >>> import numpy as np
@@ -51,13 +56,20 @@ def in_inference_mode() -> bool:
 
 class Buffer:
     """State a layer keeps but never trains (BatchNorm's running statistics): saved in
-    ``state_dict()`` and moved by ``to()``, never seen by an optimizer."""
+    ``state_dict()`` and moved by ``to()``, never seen by an optimizer.
+
+    Parameters
+    ----------
+    data : array
+        The value, on the layer's backend.
+    """
 
     def __init__(self, data: Array) -> None:
         self.data = data
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The value's shape."""
         return tuple(self.data.shape)
 
     def __repr__(self) -> str:
@@ -69,6 +81,11 @@ class Buffer:
 
 class Parameter(Buffer):
     """A trainable array and its gradient.
+
+    Parameters
+    ----------
+    data : array
+        The initial value, on the layer's backend.
 
     Attributes
     ----------
@@ -127,6 +144,16 @@ class Module:
 
         Checkpoints are compared with these before anything is allocated. Raises
         ``ValueError`` or ``TypeError`` for a config the constructor would refuse.
+
+        Parameters
+        ----------
+        config : mapping
+            Constructor arguments, as :meth:`config` returns them.
+
+        Returns
+        -------
+        dict or None
+            Name -> shape of each parameter and buffer of this layer, or ``None``.
         """
         return {} if not cls.param_names and not cls.buffer_names else None
 
@@ -138,7 +165,18 @@ class Module:
         return self.forward(x)
 
     def forward(self, x: Array) -> Array:
-        """Compute the layer's output and keep what :meth:`backward` needs."""
+        """Compute the layer's output and keep what :meth:`backward` needs.
+
+        Parameters
+        ----------
+        x : array
+            The layer's input.
+
+        Returns
+        -------
+        array
+            The layer's output, on the input's backend and device.
+        """
         raise NotImplementedError
 
     def backward(self, grad_out: Array, *, input_grad: bool = True) -> Array | None:
@@ -148,6 +186,18 @@ class Module:
         ``input_grad=False`` means the caller does not need d(loss)/d(input), which the
         layer may then skip (returning ``None``), as :meth:`Sequential.backward` asks of a
         network's first layer with parameters.
+
+        Parameters
+        ----------
+        grad_out : array
+            d(loss)/d(output), the last forward's output shape.
+        input_grad : bool
+            Whether d(loss)/d(input) is wanted.
+
+        Returns
+        -------
+        array or None
+            d(loss)/d(input); ``None`` when ``input_grad`` is false and the layer skipped it.
         """
         raise NotImplementedError
 
@@ -161,10 +211,23 @@ class Module:
         return self._saved
 
     def children(self) -> list[Module]:
+        """The layers directly inside this one (none for a plain layer).
+
+        Returns
+        -------
+        list of Module
+            In the order the container runs them.
+        """
         return []
 
     def named_children(self) -> list[tuple[str, Module]]:
-        """``(name, child)`` pairs: the index by default (``"0"``), as ``torch.nn.Sequential``."""
+        """``(name, child)`` pairs: the index by default (``"0"``), as ``torch.nn.Sequential``.
+
+        Returns
+        -------
+        list of (str, Module)
+            The children under their names.
+        """
         return [(str(index), child) for index, child in enumerate(self.children())]
 
     def _named(self, kind: str) -> Iterator[tuple[str, Any]]:
@@ -179,19 +242,43 @@ class Module:
                 yield f"{prefix}.{name}", entry
 
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
-        """Yield ``(name, parameter)`` pairs in a stable order (per layer: weight, bias)."""
+        """Yield ``(name, parameter)`` pairs in a stable order (per layer: weight, bias).
+
+        Returns
+        -------
+        iterator of (str, Parameter)
+            Names as in :meth:`state_dict`.
+        """
         return self._named("param_names")
 
     def named_buffers(self) -> Iterator[tuple[str, Buffer]]:
-        """Yield ``(name, buffer)`` pairs, named like the parameters."""
+        """Yield ``(name, buffer)`` pairs, named like the parameters.
+
+        Returns
+        -------
+        iterator of (str, Buffer)
+            Names as in :meth:`state_dict`.
+        """
         return self._named("buffer_names")
 
     def parameters(self) -> list[Parameter]:
-        """All trainable parameters, in the order of :meth:`named_parameters`."""
+        """All trainable parameters, in the order of :meth:`named_parameters`.
+
+        Returns
+        -------
+        list of Parameter
+            What an optimizer takes.
+        """
         return [param for _, param in self.named_parameters()]
 
     def modules(self) -> Iterator[Module]:
-        """This module, then every layer inside it, depth first (as ``torch.nn.Module``'s)."""
+        """This module, then every layer inside it, depth first (as ``torch.nn.Module``'s).
+
+        Yields
+        ------
+        Module
+            This module first, then each layer inside it.
+        """
         yield self
         for child in self.children():
             yield from child.modules()
@@ -202,14 +289,31 @@ class Module:
             param.grad = None
 
     def train(self, mode: bool = True) -> Module:
-        """Switch training behaviour (e.g. Dropout) on or off, recursively; returns ``self``."""
+        """Switch training behaviour (e.g. Dropout) on or off, recursively; returns ``self``.
+
+        Parameters
+        ----------
+        mode : bool
+            ``True``: training behaviour; ``False``: evaluation.
+
+        Returns
+        -------
+        Module
+            ``self``.
+        """
         self.training = mode
         for child in self.children():
             child.train(mode)
         return self
 
     def eval(self) -> Module:
-        """Evaluation mode: ``train(False)``."""
+        """Evaluation mode: ``train(False)``.
+
+        Returns
+        -------
+        Module
+            ``self``.
+        """
         return self.train(False)
 
     def to(self, backend: str, *, device: Any = None, dtype: str | None = None) -> Module:
@@ -219,6 +323,20 @@ class Module:
         ``dtype`` (``"float32"`` or ``"float64"``) also casts the parameters and the
         floating-point buffers (BatchNorm's running statistics; its step counter stays an
         integer): a float64 net computes in float64 throughout.
+
+        Parameters
+        ----------
+        backend : str
+            A name from :data:`xpnet.BACKENDS`.
+        device : optional
+            The target device, e.g. ``"cuda"`` for torch; default: the backend's default.
+        dtype : {"float32", "float64"}, optional
+            Cast the floating-point state too.
+
+        Returns
+        -------
+        Module
+            ``self``, moved.
         """
         if dtype not in (None, "float32", "float64"):
             raise ValueError(f"Module.to: dtype must be 'float32' or 'float64'; got {dtype!r}")
@@ -236,7 +354,13 @@ class Module:
 
     def state_dict(self) -> dict[str, Any]:
         """Parameter and buffer values as NumPy arrays, keyed like PyTorch (``"0.weight"``,
-        ``"1.running_mean"``)."""
+        ``"1.running_mean"``).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Copies, safe to keep while training goes on.
+        """
         return {name: to_numpy(entry.data).copy() for name, entry in self._state_entries().items()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -245,6 +369,11 @@ class Module:
 
         Raises ``KeyError`` naming missing or unexpected keys and ``ValueError`` on a
         shape mismatch; nothing is changed unless every entry fits.
+
+        Parameters
+        ----------
+        state : mapping of str to array
+            One entry per parameter and buffer, as :meth:`state_dict` names them.
         """
         params = self._state_entries()
         check_state_fits({name: p.shape for name, p in params.items()}, state, "load_state_dict")
@@ -257,17 +386,51 @@ class Module:
             )
 
     def multiply_adds(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
-        """Multiply-adds of one forward for one sample of these shapes (0: none to count)."""
+        """Multiply-adds of one forward for one sample of these shapes (0: none to count).
+
+        Parameters
+        ----------
+        input_shape, output_shape : tuple of int
+            One sample's shapes (no batch axis).
+
+        Returns
+        -------
+        int
+            The count.
+        """
         return 0
 
     def counted_forward(self, x: Array) -> tuple[Array, int]:
-        """``self(x)`` and its multiply-adds per sample; containers add up their layers'."""
+        """``self(x)`` and its multiply-adds per sample; containers add up their layers'.
+
+        Parameters
+        ----------
+        x : array
+            The input batch.
+
+        Returns
+        -------
+        out : array
+            ``self(x)``.
+        multiply_adds : int
+            Per sample.
+        """
         out = self(x)
         return out, self.multiply_adds(tuple(x.shape[1:]), tuple(out.shape[1:]))
 
     def summary(self, input_shape: tuple[int, ...]) -> str:
         """A table of each layer's output shape, parameter count and multiply-adds for one
         input of ``input_shape`` (without the batch axis), with the totals.
+
+        Parameters
+        ----------
+        input_shape : tuple of int
+            One sample's shape, e.g. ``(1, 28, 28)``.
+
+        Returns
+        -------
+        str
+            The table, one line per layer (at most 100 columns).
 
         Examples
         --------
@@ -289,14 +452,33 @@ class Module:
         return format_summary(layer_rows(self, tuple(input_shape)), tuple(input_shape))
 
     def config(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this layer (JSON-friendly)."""
+        """Constructor arguments that rebuild this layer (JSON-friendly).
+
+        Returns
+        -------
+        dict
+            Keyword arguments of the constructor.
+        """
         return {}
 
     def spec(self) -> dict[str, Any]:
-        """``{"type": type_name(), "config": ...}``: the architecture, without weights."""
+        """``{"type": type_name(), "config": ...}``: the architecture, without weights.
+
+        Returns
+        -------
+        dict
+            What :func:`from_spec` rebuilds the layer from.
+        """
         return {"type": self.type_name(), "config": self.config()}
 
     def extra_repr(self) -> str:
+        """What ``repr`` shows between the parentheses: the :meth:`config`.
+
+        Returns
+        -------
+        str
+            ``key=value`` pairs.
+        """
         return ", ".join(f"{k}={v!r}" for k, v in self.config().items())
 
     def __repr__(self) -> str:
@@ -335,6 +517,18 @@ def from_spec(spec: Mapping[str, Any], *, backend: str | None = None) -> Module:
 
     Parameters get PyTorch's default initialisation; load weights with
     :meth:`Module.load_state_dict`.
+
+    Parameters
+    ----------
+    spec : mapping
+        As :meth:`Module.spec` returns it (and a checkpoint stores it).
+    backend : str, optional
+        Where to create the parameters (default :func:`xpnet.get_backend`).
+
+    Returns
+    -------
+    Module
+        The layer, with fresh weights.
     """
     kind = spec.get("type")
     cls = Module.registry.get(kind) if isinstance(kind, str) else None

@@ -141,13 +141,34 @@ class BatchNorm2d(_BatchNorm):
     track_running_stats : bool
         Keep ``running_mean``, ``running_var`` and ``num_batches_tracked`` buffers and
         use them in ``eval()``; without, every forward uses the batch's statistics.
-    backend, dtype : str, optional
+    backend : str, optional
+        Default :func:`xpnet.get_backend`.
+    dtype : str
+        ``"float32"`` (default) or ``"float64"``.
     """
 
     input_ranks = (4,)
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch normalisation of (N, C) or (N, C, L) input, per channel (as :class:`BatchNorm2d`)."""
+    """Batch normalisation of (N, C) or (N, C, L) input, per channel (as :class:`BatchNorm2d`).
+
+    Parameters
+    ----------
+    num_features : int
+        C.
+    eps : float
+        Added to the variance.
+    momentum : float
+        Weight of each new batch in the running estimates.
+    affine : bool
+        Learn a per-channel scale ``weight`` (ones) and shift ``bias`` (zeros).
+    track_running_stats : bool
+        Keep running estimates and use them in eval mode (else the batch's statistics always).
+    backend : str, optional
+        Default :func:`xpnet.get_backend`.
+    dtype : str
+        ``"float32"`` (default) or ``"float64"``.
+    """
 
     input_ranks = (2, 3)

@@ -24,10 +24,13 @@ class Adam(Optimizer):
     Parameters
     ----------
     params : iterable of Parameter
+        What to update, e.g. ``model.parameters()``.
     lr : float
+        The learning rate.
     betas : (float, float)
-        Each in [0, 1).
+        Decay rates of the moments, each in [0, 1).
     eps : float
+        Added to the denominator.
     weight_decay : float, optional
         Default 0 (``AdamW``: 0.01).
     """
@@ -112,7 +115,21 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (``p *= 1 - lr * weight_decay`` before the step),
-    as ``torch.optim.AdamW`` (whose default ``weight_decay`` is 0.01)."""
+    as ``torch.optim.AdamW`` (whose default ``weight_decay`` is 0.01).
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+        What to update, e.g. ``model.parameters()``.
+    lr : float
+        The learning rate.
+    betas : (float, float)
+        Decay rates of the moments, each in [0, 1).
+    eps : float
+        Added to the denominator.
+    weight_decay : float, optional
+        Default 0.01.
+    """
 
     decoupled = True
     default_weight_decay = 1e-2

@@ -8,7 +8,13 @@ from .optimizer import Optimizer
 
 
 class LRScheduler:
-    """Sets ``optimizer.lr`` from ``lr_at(count)``; ``count`` starts at 0."""
+    """Sets ``optimizer.lr`` from ``lr_at(count)``; ``count`` starts at 0.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        Whose ``lr`` the schedule sets (its current rate is the base rate).
+    """
 
     def __init__(self, optimizer: Optimizer) -> None:
         self.optimizer = optimizer
@@ -17,6 +23,18 @@ class LRScheduler:
         optimizer.lr = self.lr_at(0)
 
     def lr_at(self, count: int) -> float:
+        """The learning rate after ``count`` steps.
+
+        Parameters
+        ----------
+        count : int
+            Steps taken (0: the rate before the first).
+
+        Returns
+        -------
+        float
+            The rate.
+        """
         raise NotImplementedError
 
     def step(self) -> None:
@@ -25,15 +43,39 @@ class LRScheduler:
         self.optimizer.lr = self.lr_at(self.count)
 
     def state_dict(self) -> dict[str, float]:
+        """The schedule's position, for checkpoints.
+
+        Returns
+        -------
+        dict
+            ``count`` and ``base_lr``.
+        """
         return {"count": self.count, "base_lr": self.base_lr}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
+        """Restore what :meth:`state_dict` returned and set the optimizer's rate.
+
+        Parameters
+        ----------
+        state : dict
+            ``count`` and ``base_lr``.
+        """
         self.count, self.base_lr = int(state["count"]), float(state["base_lr"])
         self.optimizer.lr = self.lr_at(self.count)
 
 
 class StepLR(LRScheduler):
-    """Multiply the learning rate by ``gamma`` every ``step_size`` steps (``torch``'s StepLR)."""
+    """Multiply the learning rate by ``gamma`` every ``step_size`` steps (``torch``'s StepLR).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        Whose ``lr`` the schedule sets (its current rate is the base rate).
+    step_size : int
+        Steps between decays.
+    gamma : float
+        The factor of each decay.
+    """
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         if not isinstance(step_size, int) or step_size < 1:
@@ -46,7 +88,17 @@ class StepLR(LRScheduler):
 
 
 class CosineAnnealingLR(LRScheduler):
-    """Cosine decay from the base rate to ``eta_min`` over ``t_max`` steps."""
+    """Cosine decay from the base rate to ``eta_min`` over ``t_max`` steps.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        Whose ``lr`` the schedule sets (its current rate is the base rate).
+    t_max : int
+        Steps to reach ``eta_min``.
+    eta_min : float
+        The final rate.
+    """
 
     def __init__(self, optimizer: Optimizer, t_max: int, eta_min: float = 0.0) -> None:
         if not isinstance(t_max, int) or t_max < 1:
@@ -64,6 +116,21 @@ class OneCycleLR(LRScheduler):
 
     The rate warms from ``max_lr / div_factor`` to ``max_lr`` over the first ``pct_start``
     of ``total_steps``, then anneals to ``max_lr / (div_factor * final_div_factor)``.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        Whose ``lr`` the schedule sets (its current rate is the base rate).
+    max_lr : float
+        The peak rate.
+    total_steps : int
+        Steps of the whole schedule (>= 2).
+    pct_start : float
+        Fraction of the steps spent warming up.
+    div_factor : float
+        The initial rate is ``max_lr / div_factor``.
+    final_div_factor : float
+        The final rate is the initial one divided by this.
     """
 
     def __init__(

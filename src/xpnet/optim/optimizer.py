@@ -21,6 +21,13 @@ class Optimizer:
     Where the backend allows (:mod:`xpnet.optim.flat`), the parameters become views of one
     flat buffer on the first step and every update is a few whole-buffer operations;
     ``flat = False`` updates one parameter at a time instead, with bit-identical results.
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+        What to update, e.g. ``model.parameters()``.
+    lr : float
+        The learning rate.
     """
 
     flat: bool = True
@@ -50,7 +57,13 @@ class Optimizer:
 
     def flat_parameters(self) -> FlatParameters | None:
         """The flat buffer of all parameters (packed on first use), or ``None`` where this
-        optimizer updates them one at a time."""
+        optimizer updates them one at a time.
+
+        Returns
+        -------
+        FlatParameters or None
+            The buffer and its views.
+        """
         if not self.flat:
             return None
         if self._flat is None:
@@ -69,6 +82,11 @@ class Optimizer:
 
         ``flat_grad``: all gradients as one flat buffer (:meth:`FlatParameters.gradient`,
         e.g. after a data-parallel reduction) to use instead of the parameters' ``.grad``.
+
+        Parameters
+        ----------
+        flat_grad : array, optional
+            The gradients as one flat buffer.
         """
         self.step_count += 1
         scalars = self.step_scalars()
@@ -85,7 +103,13 @@ class Optimizer:
 
     def update_each(self, scalars: dict[str, Any]) -> None:
         """Update every parameter that has a gradient, one at a time, with this step's
-        ``scalars`` (:meth:`step_scalars`); a compiled step calls it with traced ones."""
+        ``scalars`` (:meth:`step_scalars`); a compiled step calls it with traced ones.
+
+        Parameters
+        ----------
+        scalars : dict
+            What :meth:`step_scalars` returns.
+        """
         for param, state in zip(self.params, self.state):
             if param.grad is not None:
                 self._update(param, param.grad, state, scalars)
@@ -94,13 +118,30 @@ class Optimizer:
         """The numbers this step's update uses that change from step to step (the
         learning rate, bias corrections), computed on the host as Python floats for step
         ``step_count``. A compiled step passes them in as arguments, so one trace serves
-        every step; the other hyperparameters are constants of the trace."""
+        every step; the other hyperparameters are constants of the trace.
+
+        Returns
+        -------
+        dict of str to float
+            At least ``lr``.
+        """
         return {"lr": self.lr}
 
     def initial_state(self, param: Parameter) -> dict[str, Array]:
         """The state a parameter starts from, as arrays, where the first step's update
         equals the update from that state (zeros, for SGD's momentum and Adam's moments):
-        a compiled step starts from it, so its first step traces like every other."""
+        a compiled step starts from it, so its first step traces like every other.
+
+        Parameters
+        ----------
+        param : Parameter
+            One of the optimizer's parameters.
+
+        Returns
+        -------
+        dict of str to array
+            Empty for an optimizer without state.
+        """
         return {}
 
     def _update_flat(
@@ -117,7 +158,13 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        """``lr``, the step count and every state array (as NumPy), for checkpoints."""
+        """``lr``, the step count and every state array (as NumPy), for checkpoints.
+
+        Returns
+        -------
+        dict
+            ``lr``, ``step_count`` and ``state`` (name -> NumPy array).
+        """
         arrays = {
             f"{index}.{key}": to_numpy(value).copy()
             for index, state in enumerate(self.state)
@@ -126,7 +173,13 @@ class Optimizer:
         return {"lr": self.lr, "step_count": self.step_count, "state": arrays}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned, onto the parameters' backend and device."""
+        """Restore what :meth:`state_dict` returned, onto the parameters' backend and device.
+
+        Parameters
+        ----------
+        state_dict : dict
+            What :meth:`state_dict` returned (possibly from another backend).
+        """
         self.lr = float(state_dict["lr"])
         self.step_count = int(state_dict["step_count"])
         for entry in self.state:  # the same dicts: the flat state sees them replaced

@@ -17,6 +17,20 @@ DEFAULT_LR: dict[str, float] = {"adam": 5e-3, "sgd": 0.05}
 def make_optimizer(name: str, params: Iterable[Parameter], lr: float) -> Optimizer:
     """``"adam"``: Adam; ``"sgd"``: SGD with Nesterov momentum 0.9.
 
+    Parameters
+    ----------
+    name : {"adam", "sgd"}
+        The optimizer.
+    params : iterable of Parameter
+        What it updates.
+    lr : float
+        Its learning rate.
+
+    Returns
+    -------
+    Optimizer
+        The optimizer.
+
     Examples
     --------
     >>> from xpnet import nn, optim

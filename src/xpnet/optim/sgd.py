@@ -24,10 +24,15 @@ class SGD(Optimizer):
     Parameters
     ----------
     params : iterable of Parameter
+        What to update, e.g. ``model.parameters()``.
     lr : float
-    momentum, weight_decay : float, optional
+        The learning rate.
+    momentum : float, optional
+        Momentum factor (0: none).
     nesterov : bool
-        Needs ``momentum > 0``.
+        Nesterov momentum; needs ``momentum > 0``.
+    weight_decay : float, optional
+        L2 penalty added to the gradient.
     """
 
     def __init__(
