@@ -49,7 +49,7 @@ def owns_cores() -> bool:
     took 8 ms instead of 0.8 (a 16 -> 32 channel 5x5 convolution, batch 128). Setting
     OpenBLAS to one thread after the fact does not stop workers already spinning, so it
     is set once, before the loops first run, and the loops then take every core, as
-    PyTorch's one OpenMP pool does (benchmarks/README.md, seventh pass). The matrix products
+    PyTorch's one OpenMP pool does (docs/history.md, seventh pass). The matrix products
     left on BLAS (dense layers, im2col for first layers) run on one core.
     """
     global _owns_cores

@@ -47,7 +47,7 @@ WINOGRAD_MIN_CHANNEL_PAIRS = 32 * 32
 F(2x2, 3x3) where both apply (:func:`beats_winograd`): measured in alternating pairs at
 batch 128 (forward + backward), the direct loops took 0.49x Winograd's time on 16 -> 16
 channels at 14x14 and 0.84-1.04x on 16 -> 32, 1.03x on 32 -> 32 at 7x7, and 1.05-1.50x on
-32 -> 64 and 64 -> 64 (benchmarks/README.md, seventh pass)."""
+32 -> 64 and 64 -> 64 (docs/history.md, seventh pass)."""
 
 WINOGRAD_MIN_POSITIONS = 4096
 """...and at least this many output positions (N * out_h * out_w): Winograd's fixed cost

@@ -4,7 +4,7 @@ input gradients.
 im2col copies every window of the input into a column matrix, ``kH * kW`` times the
 input's size, then hands it to BLAS: a 5x5 layer of 16 -> 32 channels at 28x28, batch 128,
 writes 160 MB of columns to multiply them by a 400 x 32 matrix, a product too thin for
-OpenBLAS (benchmarks/README.md). Here the micro-kernel of
+OpenBLAS (docs/history.md). Here the micro-kernel of
 :mod:`xpnet.kernels.numba_products` reads the windows where they lie, in the padded
 channels-last input:
 

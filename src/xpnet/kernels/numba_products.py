@@ -17,7 +17,7 @@ for (:data:`WIDE_VECTORS`): with AVX-512, 8 rows of one 16-float vector each (8
 independent sums keep both FMA units of a Zen 5 core busy: 230-320 GFLOP/s on two cores
 as a direct convolution, against 150-180 for 4 x 16); otherwise 4 rows of two 8-float
 vectors, which fit AVX2's 16 registers (45-78 GFLOP/s on one core for 16 and 32
-channels; OpenBLAS about 33 on one core, 25-80 on two; benchmarks/README.md, sixth pass).
+channels; OpenBLAS about 33 on one core, 25-80 on two; docs/history.md, sixth pass).
 LLVM lowers the vectors to whatever the CPU has. Its inner dimension may come in
 ``segments`` (the rows of a convolution window, :mod:`xpnet.kernels.numba_direct`), the
 sums kept in registers across them.

@@ -72,7 +72,7 @@ images takes through the transform -> products -> transform chain (:func:`image_
 COMPILED_PRODUCTS_MAX = 32 * 32
 """Layers of up to this many channel pairs (C_in * C_out) take the compiled products
 (:func:`products`) when the loops run on one thread; on one core they beat OpenBLAS's two
-there, and lost to them on 32 -> 64 channels (benchmarks/README.md, sixth pass). Where
+there, and lost to them on 32 -> 64 channels (docs/history.md, sixth pass). Where
 the loops have every core (:func:`xpnet.kernels._compiled.owns_cores`), every layer takes
 them: BLAS is then on one thread."""
 
@@ -91,7 +91,7 @@ def image_blocks(n: int, tiles_per_image: int, channels: int, itemsize: int) -> 
     to 15.9 ms, 16 -> 16 channels from 18.4 to 12.4 ms and ``mnist_resnet``'s training step
     to 0.92x (in-process alternating pairs). With glibc keeping its freed memory the two are
     about as fast, so most of the gain is page faults saved (about 3.5 us each on the VM
-    measured), not cache hits (benchmarks/README.md, third CPU pass).
+    measured), not cache hits (docs/history.md, third CPU pass).
 
     Where an image's tiles take a multiple of 1 KiB in each of the 16 tile points' arrays
     (4x4 tiles of 32 float32 channels: 2 KiB), an even number of images would start the 16
