@@ -1,4 +1,5 @@
-"""Sessions: ``nox`` runs the whole suite on every backend in one environment, then the linters.
+"""Sessions: ``nox`` runs the whole suite on every backend in one environment, builds the
+documentation, then runs the linters.
 
 - ``nox -s tests``: one virtualenv (PyTorch, the reference, installed once), one pytest run
   over every backend (``numpy``, ``numpy-generic``, ``array_api_strict``, ``torch``,
@@ -15,7 +16,8 @@
   in the ``tests`` session's environment (under a minute here).
 - ``nox -s lint``: ruff check, ruff format --check and mypy over ``src/xpnet``.
 - ``nox -s docs``: the documentation site (``docs/_build/html``), built with warnings as
-  errors, the gallery executed (``-- -D plot_gallery=0``: without running it).
+  errors, the gallery executed (``-- -D plot_gallery=0``: without running it), in the
+  ``tests`` session's environment.
 - ``nox -s bench``: the benchmarks (not a default session).
 - ``nox -s peers``: xpnet against PyTorch, Keras, Chainer, DeZero and tinygrad, each in a
   virtualenv of its own under ``.peers/`` (not a default session; see benchmarks/peers.py).
@@ -38,7 +40,7 @@ import nox
 # Not uv: uv does not look in the local wheel folder pip is set up with here, and would fetch
 # a CUDA build of torch (several GB) instead of the CPU wheel on disk.
 nox.options.default_venv_backend = "virtualenv"
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests", "docs", "lint"]
 nox.options.reuse_venv = "yes"
 
 TORCH = os.environ.get("XPNET_TORCH", "torch==2.13.0")
@@ -98,8 +100,10 @@ def _start_jax_backend_part(session: nox.Session) -> tuple[subprocess.Popen, Pat
     log, coverage = tmp / "jax-backend.log", tmp / ".coverage.jax-backend"
     coverage.unlink(missing_ok=True)
     bin_dir = str(session.bin)
+    # XPNET_NUMBA=0: what this process runs on NumPy (fixtures, references) takes the generic
+    # code; compiling the Numba loops here too cost it 40 s (the main part tests them)
     env = {**os.environ, **TEST_ENV, **ONE_CORE, "XPNET_TEST_BACKENDS": "jax",
-           "XPNET_TEST_PART": "jax-backend"}  # fmt: skip
+           "XPNET_TEST_PART": "jax-backend", "XPNET_NUMBA": "0"}  # fmt: skip
     env.update(PATH=bin_dir + os.pathsep + env.get("PATH", ""), COVERAGE_FILE=str(coverage))
     python = str(Path(bin_dir, "python"))
     command = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=5",
@@ -130,14 +134,26 @@ def lint(session: nox.Session) -> None:
     session.run("mypy")
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def docs(session: nox.Session) -> None:
-    """Build the site with Sphinx from ``docs/``: warnings (numpydoc's validation of every
-    public docstring included) are errors, the gallery in ``examples/`` runs, and nothing is
-    fetched from the network."""
-    session.install(".[docs]")
-    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html",
-                *session.posargs, env=TEST_ENV)  # fmt: skip
+    """Build the site with Sphinx from ``docs/`` into ``docs/_build/html``: warnings
+    (numpydoc's validation of every public docstring included) are errors, the gallery in
+    ``examples/`` runs, and nothing is fetched from the network. In the ``tests`` session's
+    environment (made first where it is missing), which has most of what the gallery runs
+    and, after the tests, the compiled loops cached; ``-- -D plot_gallery=0``: without
+    running the gallery."""
+    python = _tests_python(session)
+    session.run(python, "-m", "pip", "install", "--quiet", ".[docs]", external=True)
+    session.run(python, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs",
+                "docs/_build/html", *session.posargs, env=TEST_ENV, external=True)  # fmt: skip
+
+
+def _tests_python(session: nox.Session) -> str:
+    """The ``tests`` session's Python, its environment made first if it is missing."""
+    python = Path(".nox", "tests", "Scripts" if os.name == "nt" else "bin", "python")
+    if not python.exists():
+        session.run(sys.executable, "-m", "nox", "-s", "tests", "--install-only", external=True)
+    return str(python)
 
 
 @nox.session

@@ -64,8 +64,11 @@ batches = [1, 2, 4, 8, 16]
 times = {"naive loops": [], "im2col + one product": [], "xpnet (kernels on)": []}
 for n in batches:
     x = rng.standard_normal((n, 1, 28, 28)).astype(np.float32)
-    for name, fn in [("naive loops", conv2d_loops), ("im2col + one product", conv2d_im2col),
-                     ("xpnet (kernels on)", lambda a, b: F.conv2d(a, b))]:  # fmt: skip
+    for name, fn in [
+        ("naive loops", conv2d_loops),
+        ("im2col + one product", conv2d_im2col),
+        ("xpnet (kernels on)", lambda a, b: F.conv2d(a, b)),
+    ]:
         fn(x, w)
         start = time.perf_counter()
         fn(x, w)
@@ -76,7 +79,12 @@ for name, t in times.items():
 fig, ax = plt.subplots(figsize=(6, 4))
 for name, t in times.items():
     ax.plot(batches, np.array(t) * 1e3, "o-", label=name)
-ax.set(xscale="log", yscale="log", xlabel="batch", ylabel="ms per forward",
-       title="conv 1→8, 5x5, 28x28 images")  # fmt: skip
+ax.set(
+    xscale="log",
+    yscale="log",
+    xlabel="batch",
+    ylabel="ms per forward",
+    title="conv 1→8, 5x5, 28x28 images",
+)
 ax.legend()
 plt.show()

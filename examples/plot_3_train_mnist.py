@@ -9,6 +9,7 @@ one-cycle schedule: what ``xpnet train`` does, written out with the library's fu
 end.
 """
 
+# sphinx_gallery_thumbnail_number = 2
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -27,9 +28,17 @@ model = models.build("mnist_cnn", seed=0)
 epochs, batch_size = 2, 128
 steps = epochs * -(-len(x_train) // batch_size)
 opt = optim.Adam(model.parameters(), lr=5e-3)
-history = fit(model, nn.CrossEntropyLoss(), opt, (x_train, y_train), epochs=epochs,
-              batch_size=batch_size, val=(x_val, y_val), scheduler=optim.OneCycleLR(opt, 5e-3, steps),
-              progress=False)  # fmt: skip
+history = fit(
+    model,
+    nn.CrossEntropyLoss(),
+    opt,
+    (x_train, y_train),
+    epochs=epochs,
+    batch_size=batch_size,
+    val=(x_val, y_val),
+    scheduler=optim.OneCycleLR(opt, 5e-3, steps),
+    progress=False,
+)
 print(evaluate(model, x_test, y_test))
 
 # %%
@@ -53,8 +62,14 @@ fig, ax = plt.subplots(figsize=(5, 4.5))
 image = ax.imshow(np.log1p(matrix), cmap="Blues")
 for (i, j), count in np.ndenumerate(matrix):
     if count:
-        ax.text(j, i, count, ha="center", va="center", fontsize=7,
-                color="white" if i == j else "black")  # fmt: skip
-ax.set(xlabel="predicted", ylabel="true", xticks=range(10), yticks=range(10),
-       title="test set (log colour scale)")  # fmt: skip
+        ax.text(
+            j, i, count, ha="center", va="center", fontsize=7, color="white" if i == j else "black"
+        )
+ax.set(
+    xlabel="predicted",
+    ylabel="true",
+    xticks=range(10),
+    yticks=range(10),
+    title="test set (log colour scale)",
+)
 plt.show()

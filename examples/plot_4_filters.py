@@ -19,8 +19,15 @@ from xpnet.train import fit
 model = models.build("mnist_cnn", seed=0, backend="numpy")
 before = xpnet.to_numpy(model.state_dict()["0.weight"])
 opt = optim.Adam(model.parameters(), lr=3e-3)
-fit(model, nn.CrossEntropyLoss(), opt, (x_train[:20000], y_train[:20000]), epochs=1,
-    progress=False, log=None)  # fmt: skip
+fit(
+    model,
+    nn.CrossEntropyLoss(),
+    opt,
+    (x_train[:20000], y_train[:20000]),
+    epochs=1,
+    progress=False,
+    log=None,
+)
 after = xpnet.to_numpy(model.state_dict()["0.weight"])
 
 fig, axes = plt.subplots(2, 16, figsize=(12, 1.9))

@@ -24,8 +24,15 @@ from xpnet.train import fit
 
 (x_train, y_train), (x_test, y_test) = load_mnist(normalize=True)
 model = models.build("mnist_resnet", seed=0, backend="numpy")
-fit(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=3e-3),
-    (x_train[:20000], y_train[:20000]), epochs=1, progress=False, log=None)  # fmt: skip
+fit(
+    model,
+    nn.CrossEntropyLoss(),
+    optim.Adam(model.parameters(), lr=3e-3),
+    (x_train[:10000], y_train[:10000]),
+    epochs=1,
+    progress=False,
+    log=None,
+)
 
 path = Path(tempfile.mkdtemp()) / "mnist_resnet.onnx"
 export(model, path, input_shape=(1, 28, 28))

@@ -19,8 +19,15 @@ from xpnet.train import fit
 
 (x_train, y_train), (x_test, y_test) = load_mnist(normalize=True)
 model = models.build("seed_cnn", seed=0, backend="numpy")
-fit(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-2),
-    (x_train[:10000], y_train[:10000]), epochs=1, progress=False, log=None)  # fmt: skip
+fit(
+    model,
+    nn.CrossEntropyLoss(),
+    optim.Adam(model.parameters(), lr=1e-2),
+    (x_train[:10000], y_train[:10000]),
+    epochs=1,
+    progress=False,
+    log=None,
+)
 model.eval()
 images = x_test[:500]
 reference = xpnet.to_numpy(model(xpnet.asarray(images, backend="numpy")))
@@ -30,8 +37,10 @@ for backend in xpnet.available_backends():
     moved = model.to(backend)
     x = xpnet.asarray(images, backend=backend)
     logits = moved(x)
-    print(f"{backend:>16}: input {type(x).__module__}.{type(x).__name__} -> output "
-          f"{type(logits).__module__}.{type(logits).__name__}")  # fmt: skip
+    print(
+        f"{backend:>16}: input {type(x).__module__}.{type(x).__name__} -> output "
+        f"{type(logits).__module__}.{type(logits).__name__}"
+    )
     differences[backend] = np.abs(xpnet.to_numpy(logits) - reference).max()
 for backend, diff in differences.items():
     print(f"{backend:>16}: largest difference from NumPy's logits {diff:.1e}")

@@ -78,10 +78,16 @@ for index in np.ndindex(x.shape):
     numeric_x[index] = (loss(x + step, layer.beta.data) - loss(x - step, layer.beta.data)) / (
         2 * eps
     )
-numeric_beta = np.array([
-    (loss(x, layer.beta.data + eps * np.eye(3)[c]) - loss(x, layer.beta.data - eps * np.eye(3)[c])) / (2 * eps)
-    for c in range(3)
-])  # fmt: skip
+numeric_beta = np.array(
+    [
+        (
+            loss(x, layer.beta.data + eps * np.eye(3)[c])
+            - loss(x, layer.beta.data - eps * np.eye(3)[c])
+        )
+        / (2 * eps)
+        for c in range(3)
+    ]
+)
 print(
     f"d/dx:    largest relative error {np.abs(grad_x - numeric_x).max() / np.abs(numeric_x).max():.1e}"
 )
