@@ -1,22 +1,23 @@
-"""Sessions: ``nox`` runs the whole suite on every backend in one environment, builds the
-documentation, then runs the linters.
+"""Sessions: ``nox`` runs the whole suite on every backend in one environment and builds
+the documentation beside it, then runs the linters.
 
 - ``nox -s tests``: one virtualenv (PyTorch, the reference, installed once), one pytest run
   over every backend (``numpy``, ``numpy-generic``, ``array_api_strict``, ``torch``,
   ``torch-cuda``, ``cupy``, ``jax``; one that is not usable here is skipped with the reason;
   ``jax`` also runs the compiled step and JAX's autodiff as a second reference; the ``jax``
-  backend's tests and the compiled step's run in a second pytest process beside the rest,
-  on the other core, their coverage combined with the rest's; both run every pool of
-  threads on one), the
-  data-parallel tests under ``mpiexec -n 2`` (mpi4py and MPICH's wheel), coverage against a
-  floor (``[tool.coverage.report] fail_under``), then the docstring examples. Tests that do not
+  backend's tests and the compiled step's run in a second process beside the rest, on the
+  other core, their coverage combined with the rest's, and the documentation build follows
+  them there; each process runs every pool of threads on one thread), the data-parallel
+  tests under ``mpiexec -n 2`` (mpi4py and MPICH's wheel), coverage against a floor
+  (``[tool.coverage.report] fail_under``), then the docstring examples. Tests that do not
   depend on the backend run once. ``XPNET_TEST_BACKENDS=torch nox -s tests``: one backend;
-  ``nox -s tests -- -k conv``: pytest's own arguments (either: no coverage, no doctests).
+  ``nox -s tests -- -k conv``: pytest's own arguments (either: no coverage, no doctests, no
+  documentation build).
 - ``nox -s quick``: the inner loop, the tests not marked ``slow`` on NumPy (and numpy-generic),
   in the ``tests`` session's environment (under a minute here).
 - ``nox -s lint``: ruff check, ruff format --check and mypy over ``src/xpnet``.
-- ``nox -s docs``: the documentation site (``docs/_build/html``), built with warnings as
-  errors, the gallery executed (``-- -D plot_gallery=0``: without running it), in the
+- ``nox -s docs``: the documentation site alone (``docs/_build/html``), built with warnings
+  as errors, the gallery executed (``-- -D plot_gallery=0``: without running it), in the
   ``tests`` session's environment.
 - ``nox -s bench``: the benchmarks (not a default session).
 - ``nox -s peers``: xpnet against PyTorch, Keras, Chainer, DeZero and tinygrad, each in a
@@ -33,6 +34,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import nox
@@ -40,12 +42,14 @@ import nox
 # Not uv: uv does not look in the local wheel folder pip is set up with here, and would fetch
 # a CUDA build of torch (several GB) instead of the CPU wheel on disk.
 nox.options.default_venv_backend = "virtualenv"
-nox.options.sessions = ["tests", "docs", "lint"]
+nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_venv = "yes"
 
 TORCH = os.environ.get("XPNET_TORCH", "torch==2.13.0")
 CUPY = os.environ.get("XPNET_CUPY", "cupy-cuda13x")
 TEST_ENV = {"MPLBACKEND": "Agg"}
+SPHINX = ["sphinx", "-q", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"]
+"""The documentation build: warnings are errors; only they are printed."""
 ONE_CORE = {"XPNET_LOOP_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 """The suite's two processes share the machine's cores, one each: every pool of threads in
 them (xpnet's compiled loops, OpenBLAS, PyTorch's OpenMP) runs on one thread. A pool of two
@@ -55,7 +59,7 @@ in the suite with OpenBLAS on two threads, 25 s on one, 13 s alone."""
 
 def _test_requirements() -> list[str]:
     """What the suite needs: the package with its test extras, the reference, MPI, coverage."""
-    requirements = [".[test,plot,mpi,jax]", TORCH, "pytest-cov"]
+    requirements = [".[test,plot,mpi,jax,docs]", TORCH, "pytest-cov"]
     if shutil.which("nvidia-smi") is not None:
         requirements.append(CUPY)
     return requirements
@@ -64,7 +68,7 @@ def _test_requirements() -> list[str]:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the suite on every backend (the jax backend's tests in a process beside the
-    rest), with coverage, then the doctests."""
+    rest, then the documentation build there), with coverage, then the doctests."""
     session.install(*_test_requirements())
     if session.posargs or os.environ.get("XPNET_TEST_BACKENDS"):  # a part: no coverage floor
         session.run("pytest", *session.posargs, env=TEST_ENV)
@@ -72,18 +76,22 @@ def tests(session: nox.Session) -> None:
     # The jax backend's tests compile on one core (eager JAX compiles each operation per
     # shape, single-threaded) while the rest runs beside them; the compiled step's tests
     # (conftest.JAX_PART) go with them, and their coverage (compiled.py) joins the rest's
-    # before the floor is checked.
-    jax_part, jax_log, jax_coverage = _start_jax_backend_part(session)
+    # before the floor is checked. The documentation build (nox -s docs) follows them on
+    # that core, in the time the rest takes longer.
+    beside = _Beside(session)
+    beside.start()
     try:
         env = {**TEST_ENV, **ONE_CORE, "XPNET_TEST_PART": "without-jax-backend"}
         session.run("pytest", "--cov=xpnet", "--cov-report=", "--cov-fail-under=0",
                     "--durations=15", env=env)  # fmt: skip
     finally:
-        code = jax_part.wait()
-        session.log(f"the jax backend's tests, run beside the rest:\n{jax_log.read_text()}")
-    if code != 0:
-        session.error(f"the jax backend's tests failed (exit code {code}): see above")
-    session.run("coverage", "combine", "--append", str(jax_coverage))
+        beside.join()
+        for name, (code, log) in beside.results.items():
+            session.log(f"{name}, run beside the rest (exit code {code}):\n{log.read_text()}")
+    failed = [name for name, (code, _) in beside.results.items() if code != 0]
+    if failed:
+        session.error(f"failed beside the rest: {', '.join(failed)} (see above)")
+    session.run("coverage", "combine", "--append", str(beside.coverage))
     session.run("coverage", "report")  # fails under [tool.coverage.report] fail_under
     # kernels/cupy.py imports cupy at the top (and holds no examples): skip it by path
     where = "import pathlib, xpnet.kernels as k; print(pathlib.Path(k.__file__).parent)"
@@ -93,24 +101,45 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "--doctest-modules", ignore, "--pyargs", "xpnet", env=doctest_env)
 
 
-def _start_jax_backend_part(session: nox.Session) -> tuple[subprocess.Popen, Path, Path]:
-    """Start pytest on the jax backend's tests alone, in the background; its output goes to
-    a log and its coverage to a data file, both in the session's temporary folder."""
-    tmp = Path(session.create_tmp())
-    log, coverage = tmp / "jax-backend.log", tmp / ".coverage.jax-backend"
-    coverage.unlink(missing_ok=True)
-    bin_dir = str(session.bin)
-    # XPNET_NUMBA=0: what this process runs on NumPy (fixtures, references) takes the generic
-    # code; compiling the Numba loops here too cost it 40 s (the main part tests them)
-    env = {**os.environ, **TEST_ENV, **ONE_CORE, "XPNET_TEST_BACKENDS": "jax",
-           "XPNET_TEST_PART": "jax-backend", "XPNET_NUMBA": "0"}  # fmt: skip
-    env.update(PATH=bin_dir + os.pathsep + env.get("PATH", ""), COVERAGE_FILE=str(coverage))
-    python = str(Path(bin_dir, "python"))
-    command = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=5",
-               "--cov=xpnet", "--cov-report=", "--cov-fail-under=0"]  # fmt: skip
-    with log.open("w") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
-    return process, log, coverage
+class _Beside(threading.Thread):
+    """In the background, one after the other: pytest on the jax backend's tests alone
+    (its coverage to a data file of its own), then the documentation build. Each one's
+    output goes to a log in the session's temporary folder; ``results`` holds each one's
+    exit code and log once the thread has ended."""
+
+    def __init__(self, session: nox.Session) -> None:
+        super().__init__(daemon=True)
+        tmp = Path(session.create_tmp())
+        self.coverage = tmp / ".coverage.jax-backend"
+        self.coverage.unlink(missing_ok=True)
+        bin_dir = str(session.bin)
+        python = str(Path(bin_dir, "python"))
+        base = {
+            **os.environ,
+            **TEST_ENV,
+            **ONE_CORE,
+            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        }
+        # XPNET_NUMBA=0: what this process runs on NumPy (fixtures, references) takes the
+        # generic code; compiling the Numba loops here too cost it 40 s (the main part
+        # tests them, and has them cached by the time the documentation's gallery runs)
+        jax_env = {**base, "XPNET_TEST_BACKENDS": "jax", "XPNET_TEST_PART": "jax-backend",
+                   "XPNET_NUMBA": "0", "COVERAGE_FILE": str(self.coverage)}  # fmt: skip
+        self.steps = [
+            ("the jax backend's tests", tmp / "jax-backend.log", jax_env,
+             [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=5",
+              "--cov=xpnet", "--cov-report=", "--cov-fail-under=0"]),
+            ("the documentation build", tmp / "docs.log", base, [python, "-m", *SPHINX]),
+        ]  # fmt: skip
+        self.results: dict[str, tuple[int, Path]] = {}
+
+    def run(self) -> None:
+        for name, log, env, command in self.steps:
+            with log.open("w") as handle:
+                code = subprocess.run(
+                    command, stdout=handle, stderr=subprocess.STDOUT, env=env
+                ).returncode
+            self.results[name] = (code, log)
 
 
 @nox.session(venv_backend="none")
@@ -144,8 +173,7 @@ def docs(session: nox.Session) -> None:
     running the gallery."""
     python = _tests_python(session)
     session.run(python, "-m", "pip", "install", "--quiet", ".[docs]", external=True)
-    session.run(python, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs",
-                "docs/_build/html", *session.posargs, env=TEST_ENV, external=True)  # fmt: skip
+    session.run(python, "-m", *SPHINX, *session.posargs, env=TEST_ENV, external=True)
 
 
 def _tests_python(session: nox.Session) -> str:

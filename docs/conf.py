@@ -90,7 +90,7 @@ html_theme_options = {
 }
 html_static_path: list[str] = []
 html_show_sourcelink = False
-html_sidebars = {"index": [], "performance": [], "history": [], "auto_examples/index": []}
+html_sidebars = {"index": [], "auto_examples/index": []}
 
 # -- The API pages: one per public module, its names read from its __all__ ------------------
 API_MODULES = {

@@ -24,7 +24,7 @@ from ..train import TrainingDiverged, fit
 from ._common import DEVICE_HELP, CLIError, OneLineHelp, load_data, placement
 
 DEFAULT_VAL = 5000  # training images held out for validation
-MODEL_LR_SCALE = {"seed_cnn": 2.0}  # the shallow sigmoid net likes a larger step (docs/guide/models.md)
+MODEL_LR_SCALE = {"seed_cnn": 2.0}  # the shallow sigmoid net likes a larger step
 
 
 def add_parser(commands: Any) -> None:
