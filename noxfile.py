@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import nox
@@ -87,9 +88,10 @@ def tests(session: nox.Session) -> None:
         _doctests(session)  # while the other core still works
     finally:
         beside.join()
-        for name, (code, log) in beside.results.items():
-            session.log(f"{name}, run beside the rest (exit code {code}):\n{log.read_text()}")
-    failed = [name for name, (code, _) in beside.results.items() if code != 0]
+        for name, (code, seconds, log) in beside.results.items():
+            session.log(f"{name}, run beside the rest (exit code {code}, {seconds:.0f} s):\n"
+                        f"{log.read_text()}")  # fmt: skip
+    failed = [name for name, (code, _, _) in beside.results.items() if code != 0]
     if failed:
         session.error(f"failed beside the rest: {', '.join(failed)} (see above)")
     session.run("coverage", "combine", "--append", str(beside.coverage))
@@ -110,7 +112,7 @@ class _Beside(threading.Thread):
     """In the background, one after the other: pytest on the jax backend's tests alone
     (its coverage to a data file of its own), then the documentation build. Each one's
     output goes to a log in the session's temporary folder; ``results`` holds each one's
-    exit code and log once the thread has ended."""
+    exit code, seconds and log once the thread has ended."""
 
     def __init__(self, session: nox.Session) -> None:
         super().__init__(daemon=True)
@@ -136,15 +138,16 @@ class _Beside(threading.Thread):
               "--cov=xpnet", "--cov-report=", "--cov-fail-under=0"]),
             ("the documentation build", tmp / "docs.log", base, [python, "-m", *SPHINX]),
         ]  # fmt: skip
-        self.results: dict[str, tuple[int, Path]] = {}
+        self.results: dict[str, tuple[int, float, Path]] = {}
 
     def run(self) -> None:
         for name, log, env, command in self.steps:
+            started = time.perf_counter()
             with log.open("w") as handle:
                 code = subprocess.run(
                     command, stdout=handle, stderr=subprocess.STDOUT, env=env
                 ).returncode
-            self.results[name] = (code, log)
+            self.results[name] = (code, time.perf_counter() - started, log)
 
 
 @nox.session(venv_backend="none")
