@@ -131,9 +131,13 @@ class _Beside(threading.Thread):
         }
         # XPNET_NUMBA=0: what this process runs on NumPy (fixtures, references) takes the
         # generic code; compiling the Numba loops here too cost it 40 s (the main part
-        # tests them, and has them cached by the time the documentation's gallery runs)
+        # tests them, and has them cached by the time the documentation's gallery runs).
+        # JAX_DISABLE_MOST_OPTIMIZATIONS: XLA compiles each eager operation and each traced
+        # step without its optimisation passes; these tests compare values on tiny arrays,
+        # and compiling was most of their time (six of the slowest: 75 -> 54 s here).
         jax_env = {**base, "XPNET_TEST_BACKENDS": "jax", "XPNET_TEST_PART": "jax-backend",
-                   "XPNET_NUMBA": "0", "COVERAGE_FILE": str(self.coverage)}  # fmt: skip
+                   "XPNET_NUMBA": "0", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
+                   "COVERAGE_FILE": str(self.coverage)}  # fmt: skip
         self.steps = [
             ("the jax backend's tests", tmp / "jax-backend.log", jax_env,
              [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=5",

@@ -22,6 +22,7 @@ from .conftest import SELECTED
 from .helpers import one_block_resnet
 
 pytestmark = pytest.mark.skipif("jax" not in SELECTED, reason="jax is not selected")
+JAX_PART = True  # nox runs this module in the jax backend's process (tests/conftest.py)
 jax = pytest.importorskip("jax", reason="jax is not installed")
 jnp = jax.numpy
 RTOL = 1e-9  # float64 both ways; only the order of the sums differs
