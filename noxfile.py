@@ -5,11 +5,12 @@ the documentation beside it, then runs the linters.
   over every backend (``numpy``, ``numpy-generic``, ``array_api_strict``, ``torch``,
   ``torch-cuda``, ``cupy``, ``jax``; one that is not usable here is skipped with the reason;
   ``jax`` also runs the compiled step and JAX's autodiff as a second reference; the ``jax``
-  backend's tests and the compiled step's run in a second process beside the rest, on the
-  other core, their coverage combined with the rest's, and the documentation build follows
-  them there; each process runs every pool of threads on one thread), the data-parallel
-  tests under ``mpiexec -n 2`` (mpi4py and MPICH's wheel), coverage against a floor
-  (``[tool.coverage.report] fail_under``), then the docstring examples. Tests that do not
+  backend's tests, the compiled step's and the autodiff's run in a second process beside
+  the rest, on the other core, their coverage combined with the rest's, and the
+  documentation build follows them there; each process runs every pool of threads on
+  one thread), the data-parallel tests under ``mpiexec -n 2`` (mpi4py and MPICH's
+  wheel), coverage against a floor (``[tool.coverage.report] fail_under``), then the
+  docstring examples. Tests that do not
   depend on the backend run once. ``XPNET_TEST_BACKENDS=torch nox -s tests``: one backend;
   ``nox -s tests -- -k conv``: pytest's own arguments (either: no coverage, no doctests, no
   documentation build).
@@ -77,8 +78,8 @@ def tests(session: nox.Session) -> None:
         session.run("pytest", *session.posargs, env=TEST_ENV)
         return
     # The jax backend's tests compile on one core (eager JAX compiles each operation per
-    # shape, single-threaded) while the rest runs beside them; the compiled step's tests
-    # (conftest.JAX_PART) go with them, and their coverage (compiled.py) joins the rest's
+    # shape, single-threaded) while the rest runs beside them; the compiled step's and the
+    # autodiff's tests (conftest.JAX_PART) go with them, and their coverage (compiled.py) joins the rest's
     # before the floor is checked. The documentation build (nox -s docs) follows them on
     # that core, in the time the rest takes longer.
     beside = _Beside(session)
