@@ -50,6 +50,8 @@ nox.options.reuse_venv = "yes"
 TORCH = os.environ.get("XPNET_TORCH", "torch==2.13.0")
 CUPY = os.environ.get("XPNET_CUPY", "cupy-cuda13x")
 TEST_ENV = {"MPLBACKEND": "Agg"}
+TESTS_PYTHON = str(Path(".nox", "tests", "Scripts" if os.name == "nt" else "bin", "python"))
+"""The ``tests`` session's Python, which ``quick`` and ``docs`` run in too."""
 SPHINX = ["sphinx", "-q", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"]
 """The documentation build: warnings are errors; only they are printed."""
 ONE_CORE = {"XPNET_LOOP_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -79,9 +81,9 @@ def tests(session: nox.Session) -> None:
         return
     # The jax backend's tests compile on one core (eager JAX compiles each operation per
     # shape, single-threaded) while the rest runs beside them; the compiled step's and the
-    # autodiff's tests (conftest.JAX_PART) go with them, and their coverage (compiled.py) joins the rest's
-    # before the floor is checked. The documentation build (nox -s docs) follows them on
-    # that core, in the time the rest takes longer.
+    # autodiff's tests (conftest.JAX_PART) go with them, and their coverage (compiled.py)
+    # joins the rest's before the floor is checked. The documentation build (nox -s docs)
+    # follows them on that core, in the time the rest takes longer.
     beside = _Beside(session)
     beside.start()
     try:
@@ -161,11 +163,9 @@ class _Beside(threading.Thread):
 def quick(session: nox.Session) -> None:
     """The inner loop: the tests not marked ``slow``, on NumPy, in ``tests``' environment
     (brought up to date first; ``-- -x -k pool``: more pytest arguments)."""
-    session.run(sys.executable, "-m", "nox", "-s", "tests", "--install-only", external=True)
-    bin_dir = "Scripts" if os.name == "nt" else "bin"
-    python = Path(".nox", "tests", bin_dir, "python")
+    _install_tests_environment(session)
     env = {**TEST_ENV, "XPNET_TEST_BACKENDS": "numpy"}
-    session.run(str(python), "-m", "pytest", "-m", "not slow", "-q", *session.posargs, env=env,
+    session.run(TESTS_PYTHON, "-m", "pytest", "-m", "not slow", "-q", *session.posargs, env=env,
                 external=True)  # fmt: skip
 
 
@@ -186,17 +186,16 @@ def docs(session: nox.Session) -> None:
     environment (made first where it is missing), which has most of what the gallery runs
     and, after the tests, the compiled loops cached; ``-- -D plot_gallery=0``: without
     running the gallery."""
-    python = _tests_python(session)
-    session.run(python, "-m", "pip", "install", "--quiet", ".[docs]", external=True)
-    session.run(python, "-m", *SPHINX, *session.posargs, env=TEST_ENV, external=True)
+    if not Path(TESTS_PYTHON).exists():
+        _install_tests_environment(session)
+    session.run(TESTS_PYTHON, "-m", "pip", "install", "--quiet", ".[docs]", external=True)
+    session.run(TESTS_PYTHON, "-m", *SPHINX, *session.posargs, env=TEST_ENV, external=True)
 
 
-def _tests_python(session: nox.Session) -> str:
-    """The ``tests`` session's Python, its environment made first if it is missing."""
-    python = Path(".nox", "tests", "Scripts" if os.name == "nt" else "bin", "python")
-    if not python.exists():
-        session.run(sys.executable, "-m", "nox", "-s", "tests", "--install-only", external=True)
-    return str(python)
+def _install_tests_environment(session: nox.Session) -> None:
+    """Make (or bring up to date) the ``tests`` session's environment, for ``quick`` and
+    ``docs``, which run in it."""
+    session.run(sys.executable, "-m", "nox", "-s", "tests", "--install-only", external=True)
 
 
 @nox.session
